@@ -1,0 +1,222 @@
+"""The indexing pipeline: load -> clean -> structure -> chunk -> embed -> index.
+
+Incremental: a source file whose bytes (and ``.meta.json`` sidecar) are
+unchanged keeps its documents, passages and vectors from the current index;
+only added or changed files are parsed and embedded, removed files drop out.
+A change of model, chunker or tokenizer rebuilds everything, and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from indexer.bm25 import BM25
+from indexer.chunk import CHUNKER_VERSION, chunk
+from indexer.clean import clean
+from indexer.config import Settings
+from indexer.embed import DIM, Embedder, make_embedder
+from indexer.index import (
+    Compatibility,
+    Index,
+    IndexMismatchError,
+    IndexMissingError,
+    IndexUnusableError,
+    clean_stale,
+    write_index,
+)
+from indexer.load import SUPPORTED_SUFFIXES, load_file
+from indexer.model import weights_sha256
+from indexer.structure import read_meta_sidecar, structure
+from indexer.tokenize import TOKENIZER_VERSION, Tokenizer
+from indexer.types import Document, Item, Passage
+
+log = logging.getLogger("plansearch")
+
+
+@dataclass
+class BuildReport:
+    """What a build did, for the CLI and the tests."""
+
+    files: int = 0
+    files_parsed: list[str] = field(default_factory=list)
+    files_removed: list[str] = field(default_factory=list)
+    files_skipped: list[str] = field(default_factory=list)
+    passages: int = 0
+    passages_embedded: int = 0
+    rebuild_reason: str | None = None
+    up_to_date: bool = False
+    version: Path | None = None
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+
+
+def compatibility(settings: Settings) -> Compatibility:
+    """What the running code needs an index to have been built with."""
+    return Compatibility(
+        model_name=settings.model_name,
+        weights_sha256=weights_sha256(),
+        dim=DIM,
+        chunker_version=CHUNKER_VERSION,
+        tokenizer_version=TOKENIZER_VERSION,
+    )
+
+
+def corpus_files(corpus_dir: Path) -> list[Path]:
+    """Supported source files, in a stable order (hidden files and sidecars excluded)."""
+    if not corpus_dir.is_dir():
+        raise FileNotFoundError(f"corpus directory {corpus_dir} does not exist")
+    return sorted(
+        path
+        for path in corpus_dir.rglob("*")
+        if path.is_file()
+        and path.suffix.lower() in SUPPORTED_SUFFIXES
+        and not any(part.startswith(".") for part in path.relative_to(corpus_dir).parts)
+    )
+
+
+def file_hash(path: Path) -> str:
+    """Content hash of a source file and its metadata sidecar."""
+    digest = hashlib.sha256(path.read_bytes())
+    sidecar = path.with_name(path.name + ".meta.json")
+    if sidecar.is_file():
+        digest.update(b"\0meta\0" + sidecar.read_bytes())
+    return digest.hexdigest()
+
+
+def parse_file(path: Path, corpus_dir: Path, settings: Settings) -> tuple[list[Document], list[Passage]] | None:
+    """load -> clean -> structure -> chunk for one file; None if it is skipped."""
+    loaded = load_file(path, corpus_dir)
+    if loaded is None:
+        return None
+    try:
+        metas = read_meta_sidecar(path)
+    except ValueError as exc:
+        log.warning("ignored metadata of %s: %s", loaded.source_file, exc)
+        metas = []
+    documents = structure(clean(loaded), metas)
+    passages: list[Passage] = []
+    for document in documents:
+        passages.extend(chunk(document, settings.max_passage_chars, settings.passage_overlap_chars))
+    return documents, passages
+
+
+def _previous(index_dir: Path, compat: Compatibility, rebuild: bool) -> tuple[Index | None, str | None]:
+    """The current index to reuse from, or why everything is rebuilt."""
+    if rebuild:
+        return None, "rebuild requested"
+    try:
+        return Index.load(index_dir, compat), None
+    except IndexMissingError:
+        return None, None
+    except IndexMismatchError as exc:
+        return None, f"model, chunker or tokenizer changed ({str(exc).split(': run')[0]}): rebuilding everything"
+    except IndexUnusableError as exc:
+        return None, f"previous index unusable ({str(exc).split(': run')[0]}): rebuilding everything"
+
+
+def _old_documents(index: Index, source_file: str) -> list[Document]:
+    documents = []
+    for info in index.documents:
+        if info.source_file != source_file:
+            continue
+        outline = index.outline(info.doc_id)
+        documents.append(
+            Document(
+                doc_id=info.doc_id,
+                title=info.title,
+                issuer=info.issuer,
+                year=info.year,
+                region=info.region,
+                source_file=info.source_file,
+                items=tuple(Item(**item) for item in outline["items"]),
+            )
+        )
+    return documents
+
+
+def build_index(
+    settings: Settings,
+    corpus_dir: Path | None = None,
+    index_dir: Path | None = None,
+    rebuild: bool = False,
+    progress: bool = True,
+    embedder: Embedder | None = None,
+    say: Callable[[str], None] | None = None,
+) -> BuildReport:
+    """Bring the index of ``corpus_dir`` up to date. Returns what was done."""
+    started = time.perf_counter()
+    say = say or (lambda line: print(line, file=sys.stderr))
+    corpus_dir = corpus_dir or settings.corpus_dir
+    index_dir = index_dir or settings.resolved_index_dir
+    report = BuildReport()
+    compat = compatibility(settings)
+    clean_stale(index_dir)
+    previous, reason = _previous(index_dir, compat, rebuild)
+    report.rebuild_reason = reason
+    if reason:
+        say(f"plansearch: {reason}")
+
+    paths = corpus_files(corpus_dir)
+    report.files = len(paths)
+    hashes = {path.relative_to(corpus_dir).as_posix(): file_hash(path) for path in paths}
+    old_files: dict[str, dict[str, object]] = previous.manifest["files"] if previous else {}
+    if previous is not None and hashes == {name: entry["sha256"] for name, entry in old_files.items()}:
+        report.up_to_date = True
+        report.passages = previous.size
+        report.version = previous.path
+        report.seconds = time.perf_counter() - started
+        previous.close()
+        return report
+    report.files_removed = sorted(set(old_files) - set(hashes))
+
+    documents: list[Document] = []
+    passages: list[Passage] = []
+    vector_parts: list[np.ndarray] = []
+    new_rows: list[int] = []  # rows of `passages` that need embedding
+    files: dict[str, dict[str, object]] = {}
+    for path in paths:
+        name = path.relative_to(corpus_dir).as_posix()
+        old = old_files.get(name)
+        if previous is not None and old is not None and old["sha256"] == hashes[name]:
+            rows = previous.file_passages(name)
+            file_docs = _old_documents(previous, name)
+            file_passages = previous.passages(rows)
+            vector_parts.append(np.asarray(previous.vectors[rows], dtype=np.float32).reshape(len(rows), DIM))
+        else:
+            parsed = parse_file(path, corpus_dir, settings)
+            if parsed is None:
+                report.files_skipped.append(name)
+                continue
+            report.files_parsed.append(name)
+            file_docs, file_passages = parsed
+            new_rows.extend(range(len(passages), len(passages) + len(file_passages)))
+            vector_parts.append(np.zeros((len(file_passages), DIM), dtype=np.float32))
+        files[name] = {"sha256": hashes[name], "documents": [d.doc_id for d in file_docs]}
+        documents.extend(file_docs)
+        passages.extend(file_passages)
+    vectors = np.concatenate(vector_parts) if vector_parts else np.zeros((0, DIM), dtype=np.float32)
+    if previous is not None:
+        previous.close()
+
+    if new_rows:
+        embedder = embedder or make_embedder(
+            settings.passage_runtime, settings.resolved_model_dir, settings.embed_batch_size
+        )
+        embed_started = time.perf_counter()
+        vectors[new_rows] = embedder.encode_passages([passages[r].embed_text for r in new_rows], progress=progress)
+        report.embed_seconds = time.perf_counter() - embed_started
+    report.passages_embedded = len(new_rows)
+    report.passages = len(passages)
+
+    bm25 = BM25.fit(Tokenizer().many(p.embed_text for p in passages))
+    report.version = write_index(index_dir, documents, passages, vectors, bm25, compat, files)
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,54 @@
+"""Highlighting: character offsets, in a passage's shown text, of the query
+terms and of the answer sentence.
+
+Matching happens on the NFKC, lower-cased form of the text (so a query "1+x"
+finds "1+X" and full-width digits match), and offsets are mapped back to the
+original text, which is what the page and CLI display.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+
+from search.types import Span
+
+
+def normalized_with_map(text: str) -> tuple[str, list[int]]:
+    """NFKC-lowered text and, for each of its characters, the original offset."""
+    chars: list[str] = []
+    origin: list[int] = []
+    for offset, char in enumerate(text):
+        folded = unicodedata.normalize("NFKC", char).lower()
+        chars.append(folded)
+        origin.extend([offset] * len(folded))
+    return "".join(chars), origin
+
+
+def term_spans(text: str, terms: Iterable[str]) -> list[Span]:
+    """Non-overlapping spans of every occurrence of the terms, longest first."""
+    folded, origin = normalized_with_map(text)
+    taken = [False] * len(folded)
+    spans: list[Span] = []
+    for term in sorted({t for t in terms if t and (len(t) > 1 or t.isdigit())}, key=len, reverse=True):
+        start = folded.find(term)
+        while start != -1:
+            end = start + len(term)
+            if not any(taken[start:end]):
+                for i in range(start, end):
+                    taken[i] = True
+                spans.append(Span(origin[start], origin[end - 1] + 1, "term"))
+            start = folded.find(term, end)
+    return sorted(spans, key=lambda span: span.start)
+
+
+def merge_spans(spans: Iterable[Span]) -> tuple[Span, ...]:
+    """Spans in order; touching spans of the same kind are joined."""
+    merged: list[Span] = []
+    for span in sorted(spans, key=lambda s: (s.start, s.kind)):
+        last = merged[-1] if merged else None
+        if last and last.kind == span.kind and span.start <= last.end:
+            merged[-1] = Span(last.start, max(last.end, span.end), last.kind)
+        else:
+            merged.append(span)
+    return tuple(merged)

@@ -1,0 +1,114 @@
+"""Tests for the BM25 tokenizer: user dictionary, normalisation, filtering, pluggable splitter."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+import pytest
+
+from indexer.tokenize import STOPWORDS, USER_DICT, Tokenizer, normalize
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Tokenizer:
+    return Tokenizer()
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("全面落实控辍保学措施", "控辍保学"),
+        ("稳步推进县管校聘改革", "县管校聘"),
+        ("严格落实双减政策", "双减"),
+        ("做好课后服务工作", "课后服务"),
+        ("深入推进区管校聘管理改革", "区管校聘"),
+    ],
+)
+def test_user_dictionary_terms_stay_whole(tokenizer: Tokenizer, text: str, term: str) -> None:
+    assert term in tokenizer(text)
+
+
+def test_user_dictionary_terms_are_not_cut_apart(tokenizer: Tokenizer) -> None:
+    # Plain jieba cuts these into 控辍/保学 and 县管/校聘.
+    assert not {"控辍", "保学"} & set(tokenizer("控辍保学"))
+    assert not {"县管", "校聘"} & set(tokenizer("县管校聘"))
+
+
+def test_user_dictionary_file_lists_the_terms() -> None:
+    terms = {line.split()[0] for line in USER_DICT.read_text(encoding="utf-8").splitlines() if line.strip()}
+    assert {"控辍保学", "县管校聘", "双减", "课后服务"} <= terms
+
+
+def test_full_width_folding(tokenizer: Tokenizer) -> None:
+    assert normalize("ＡＢＣ１２３") == "abc123"
+    assert tokenizer("ＡＢＣ１２３") == ["abc123"]
+    assert tokenizer("ＡＢＣ１２３") == tokenizer("abc123") == tokenizer("ABC123")
+    assert "app" in tokenizer("做好教育ＡＰＰ应用程序的备案管理")
+    assert "2023" in tokenizer("２０２３年全县教育工作要点")
+
+
+def test_normalize_folds_punctuation() -> None:
+    assert normalize("（十一）提升：ＡＢ，") == "(十一)提升:ab,"
+
+
+def test_punctuation_dropped(tokenizer: Tokenizer) -> None:
+    assert tokenizer("，。！？、；：“”‘’（）《》【】…—") == []
+    tokens = tokenizer("落实《湖北省校车安全条例》,加强校车安全管理。")
+    assert tokens
+    assert all(any(ch.isalnum() for ch in token) for token in tokens)
+    assert "《" not in tokens and "," not in tokens and "。" not in tokens
+
+
+def test_stopwords_dropped(tokenizer: Tokenizer) -> None:
+    tokens = tokenizer("学校的食堂和教师与学生")
+    assert {"学校", "食堂", "教师", "学生"} <= set(tokens)
+    assert not set(tokens) & {"的", "和", "与"}
+    assert tokenizer("the plan of a school") == ["plan", "school"]
+    assert not set(tokenizer("进一步推进工作")) & STOPWORDS
+
+
+def test_pluggable_splitter_is_used() -> None:
+    calls: list[str] = []
+
+    def splitter(text: str) -> Iterable[str]:
+        calls.append(text)
+        return text.split()
+
+    tokens = Tokenizer(splitter=splitter)("ＡＢＣ 控辍 保学 的 ， 课后服务")
+    assert calls == ["abc 控辍 保学 的 , 课后服务"]  # the splitter sees normalised text
+    assert tokens == ["abc", "控辍", "保学", "课后服务"]
+    assert Tokenizer(splitter=str.split)("县管校聘改革 双减") == ["县管校聘改革", "双减"]
+
+
+def test_custom_stopwords() -> None:
+    tokenizer = Tokenizer(splitter=str.split, stopwords=frozenset({"工作"}))
+    assert tokenizer("工作 的 要点") == ["的", "要点"]
+
+
+def test_empty_and_blank_text(tokenizer: Tokenizer) -> None:
+    assert tokenizer("") == []
+    assert tokenizer("   \n\t ") == []
+    assert Tokenizer(splitter=str.split)("") == []
+
+
+def test_many(tokenizer: Tokenizer) -> None:
+    texts = ["落实双减政策", "", "做好课后服务"]
+    assert tokenizer.many(texts) == [tokenizer(t) for t in texts]
+    assert tokenizer.many(iter(texts))[1] == []
+
+
+def test_tokens_are_deterministic_across_threads(tokenizer: Tokenizer) -> None:
+    text = "全面落实控辍保学措施,稳步推进县管校聘改革,做好课后服务。"
+    expected = tokenizer(text)
+    results: list[list[str]] = []
+
+    def run() -> None:
+        results.append(Tokenizer()(text))
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [expected] * 4
