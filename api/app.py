@@ -35,6 +35,11 @@ log = logging.getLogger("plansearch")
 MAX_BODY_BYTES = 64 * 1024
 RELOAD_CHECK_SECONDS = 2.0
 
+# Query parameter types (module level: FastAPI resolves them by name).
+K = Annotated[int, Query(ge=1, le=100, description="number of results (1-100)")]
+Multi = Annotated[list[str] | None, Query()]
+Years = Annotated[list[int] | None, Query()]
+
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -166,10 +171,6 @@ def create_app(settings: Settings | None = None, holder: SearcherHolder | None =
         for doc_id in doc or []:
             if doc_id not in searcher.index.doc_by_id:
                 raise ApiError(404, "unknown_document", f"没有这个文件 / unknown document id: {doc_id[:80]}")
-
-    K = Annotated[int, Query(ge=1, le=100, description="number of results (1-100)")]
-    Multi = Annotated[list[str] | None, Query()]
-    Years = Annotated[list[int] | None, Query()]
 
     @app.get("/api/search", response_model=SearchOut, responses={400: {"model": ErrorOut}})
     def api_search(

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.bm25 import BM25
-from indexer.chunk import CHUNKER_VERSION, chunk
+from indexer.chunk import CHUNKER_VERSION, chunk, embedding_units
 from indexer.clean import clean
 from indexer.config import Settings
 from indexer.embed import DIM, Embedder, make_embedder
@@ -179,8 +179,9 @@ def build_index(
 
     documents: list[Document] = []
     passages: list[Passage] = []
-    vector_parts: list[np.ndarray] = []
-    new_rows: list[int] = []  # rows of `passages` that need embedding
+    # Unit vectors of each passage (its whole text, then its clauses); None
+    # where the passage is new and still has to be embedded.
+    unit_vectors: list[np.ndarray | None] = []
     files: dict[str, dict[str, object]] = {}
     for path in paths:
         name = path.relative_to(corpus_dir).as_posix()
@@ -189,7 +190,7 @@ def build_index(
             rows = previous.file_passages(name)
             file_docs = _old_documents(previous, name)
             file_passages = previous.passages(rows)
-            vector_parts.append(np.asarray(previous.vectors[rows], dtype=np.float32).reshape(len(rows), DIM))
+            unit_vectors.extend(previous.unit_vectors(row) for row in rows)
         else:
             parsed = parse_file(path, corpus_dir, settings)
             if parsed is None:
@@ -197,26 +198,33 @@ def build_index(
                 continue
             report.files_parsed.append(name)
             file_docs, file_passages = parsed
-            new_rows.extend(range(len(passages), len(passages) + len(file_passages)))
-            vector_parts.append(np.zeros((len(file_passages), DIM), dtype=np.float32))
+            unit_vectors.extend([None] * len(file_passages))
         files[name] = {"sha256": hashes[name], "documents": [d.doc_id for d in file_docs]}
         documents.extend(file_docs)
         passages.extend(file_passages)
-    vectors = np.concatenate(vector_parts) if vector_parts else np.zeros((0, DIM), dtype=np.float32)
     if previous is not None:
         previous.close()
 
+    new_rows = [row for row, vectors in enumerate(unit_vectors) if vectors is None]
     if new_rows:
         embedder = embedder or make_embedder(
-            settings.passage_runtime, settings.resolved_model_dir, settings.embed_batch_size
+            settings.passage_runtime, settings.resolved_model_dir, settings.embed_batch_size, settings.precision
         )
+        units = [embedding_units(passages[row]) for row in new_rows]
         embed_started = time.perf_counter()
-        vectors[new_rows] = embedder.encode_passages([passages[r].embed_text for r in new_rows], progress=progress)
+        flat = embedder.encode_passages([text for group in units for text in group], progress=progress)
         report.embed_seconds = time.perf_counter() - embed_started
+        start = 0
+        for row, group in zip(new_rows, units, strict=True):
+            unit_vectors[row] = flat[start : start + len(group)]
+            start += len(group)
     report.passages_embedded = len(new_rows)
     report.passages = len(passages)
+    ready = [v for v in unit_vectors if v is not None]
+    unit_counts = np.asarray([len(v) for v in ready], dtype=np.int64)
+    vectors = np.concatenate(ready) if ready else np.zeros((0, DIM), dtype=np.float32)
 
     bm25 = BM25.fit(Tokenizer().many(p.embed_text for p in passages))
-    report.version = write_index(index_dir, documents, passages, vectors, bm25, compat, files)
+    report.version = write_index(index_dir, documents, passages, vectors, unit_counts, bm25, compat, files)
     report.seconds = time.perf_counter() - started
     return report

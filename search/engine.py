@@ -19,7 +19,7 @@ from indexer.embed import Embedder, make_embedder
 from indexer.index import Index
 from indexer.tokenize import Tokenizer
 from search.answer import AnswerFinder, sigmoid
-from search.fuse import RankFusion
+from search.fuse import RankFusion, ScoreFusion
 from search.highlight import merge_spans, term_spans
 from search.query import Query, parse_query
 from search.retrieve import DenseRetriever, LexicalRetriever, Ranking
@@ -65,7 +65,8 @@ class Searcher:
         self.mode = mode
         self.dense = DenseRetriever(index)
         self.lexical = LexicalRetriever(index)
-        self.fusion = RankFusion(k=self.settings.rrf_k)
+        weight = self.settings.dense_weight
+        self.fusion: RankFusion | ScoreFusion = ScoreFusion({"dense": weight, "lexical": 1 - weight})
         self.confidence = confidence or Confidence()
         bm25 = index.bm25
         bm25.scores([])  # computes IDFs once, before the first query
