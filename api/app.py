@@ -13,11 +13,12 @@ import hmac
 import logging
 import threading
 import time
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -105,10 +106,19 @@ class SearcherHolder:
 def create_app(settings: Settings | None = None, holder: SearcherHolder | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     holder = holder or SearcherHolder(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+        # Load the index and model once at start-up, not at import or per request.
+        if holder.searcher is None:
+            holder.load()
+        yield
+
     app = FastAPI(
         title="plansearch",
         description="Search and ask Chinese plan documents, offline. 规划文件检索与问答。",
         version="0.1.0",
+        lifespan=lifespan,
     )
     app.state.holder = holder
     if settings.cors_origins:
@@ -119,20 +129,20 @@ def create_app(settings: Settings | None = None, holder: SearcherHolder | None =
             allow_headers=["Authorization"],
         )
 
-    @app.on_event("startup")
-    def _load() -> None:
-        if holder.searcher is None:
-            holder.load()
-
     @app.middleware("http")
     async def guard(request: Request, call_next):  # type: ignore[no-untyped-def]
         length = request.headers.get("content-length")
         if length and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return _error(413, "too_large", "请求体过大 / request body too large")
-        if settings.api_token and request.url.path.startswith("/api/") and request.url.path != "/api/health":
-            if not _authorised(request, settings.api_token):
-                return _error(401, "unauthorized", "需要有效的令牌 / a valid API token is required")
-        response = await call_next(request)
+            response: Response = _error(413, "too_large", "请求体过大 / request body too large")
+        elif (
+            settings.api_token
+            and request.url.path.startswith("/api/")
+            and request.url.path != "/api/health"
+            and not _authorised(request, settings.api_token)
+        ):
+            response = _error(401, "unauthorized", "需要有效的令牌 / a valid API token is required")
+        else:
+            response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         return response
@@ -153,7 +163,9 @@ def create_app(settings: Settings | None = None, holder: SearcherHolder | None =
         reasons = {404: "找不到 / not found", 405: "不支持的方法 / method not allowed"}
         return _error(exc.status_code, "http_error", reasons.get(exc.status_code, str(exc.detail)))
 
-    def filters(doc: list[str] | None, year: list[int] | None, region: list[str] | None, file: list[str] | None) -> Filters:
+    def filters(
+        doc: list[str] | None, year: list[int] | None, region: list[str] | None, file: list[str] | None
+    ) -> Filters:
         return Filters(
             doc_ids=frozenset(doc) if doc else None,
             years=frozenset(year) if year else None,
@@ -247,10 +259,7 @@ def create_app(settings: Settings | None = None, holder: SearcherHolder | None =
 
 def _authorised(request: Request, token: str) -> bool:
     supplied = request.headers.get("authorization", "")
-    if supplied.lower().startswith("bearer "):
-        supplied = supplied[7:]
-    else:
-        supplied = request.headers.get("x-api-token", "")
+    supplied = supplied[7:] if supplied.lower().startswith("bearer ") else request.headers.get("x-api-token", "")
     return hmac.compare_digest(supplied.encode(), token.encode())
 
 

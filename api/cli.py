@@ -101,13 +101,17 @@ def _check_query(text: str) -> str:
         raise CliError(str(exc), code=2) from exc
 
 
+def _check_k(k: int) -> None:
+    if not 1 <= k <= 100:
+        raise CliError("-k 必须在1到100之间 / -k must be between 1 and 100", code=2)
+
+
 # -- subcommands -----------------------------------------------------------
 def cmd_search(args: argparse.Namespace) -> None:
     from api.schema import search_payload
 
     query = _check_query(args.query)
-    if not 1 <= args.k <= 100:
-        raise CliError("-k must be between 1 and 100", code=2)
+    _check_k(args.k)
     searcher = _open_searcher(args)
     result: SearchResult = searcher.search(query, k=args.k, filters=_filters(args))
     if args.json:
@@ -123,6 +127,7 @@ def cmd_ask(args: argparse.Namespace) -> None:
     from api.schema import ask_payload
 
     query = _check_query(args.query)
+    _check_k(args.k)
     searcher = _open_searcher(args)
     result: AskResult = searcher.ask(query, k=args.k, filters=_filters(args))
     if args.json:
@@ -188,13 +193,20 @@ def cmd_parse(args: argparse.Namespace) -> None:
                     "year": document.year,
                     "region": document.region,
                     "passages": [
-                        {"section": p.section, "item": p.item, "subitem": p.subitem, "citation": p.citation, "text": p.text}
+                        {
+                            "section": p.section,
+                            "item": p.item,
+                            "subitem": p.subitem,
+                            "citation": p.citation,
+                            "text": p.text,
+                        }
                         for p in own
                     ],
                 }
                 print(json.dumps(record, ensure_ascii=False))
                 continue
-            print(f"《{document.title}》  {document.issuer or ''} {document.year or ''} {document.region or ''}".rstrip())
+            facts = " ".join(str(x) for x in (document.issuer, document.year, document.region) if x)
+            print(f"《{document.title}》  {facts}".rstrip())
             section = object()
             for p in own:
                 if p.section != section:

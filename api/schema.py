@@ -18,7 +18,9 @@ def validate_query(text: str | None) -> str:
     if text is None or not text.strip():
         raise ValueError("查询不能为空 / the query must not be empty")
     if len(text) > MAX_QUERY_CHARS:
-        raise ValueError(f"查询不能超过{MAX_QUERY_CHARS}个字符 / the query must be at most {MAX_QUERY_CHARS} characters")
+        raise ValueError(
+            f"查询不能超过{MAX_QUERY_CHARS}个字符 / the query must be at most {MAX_QUERY_CHARS} characters"
+        )
     return text.strip()
 
 

@@ -8,11 +8,13 @@ A change of model, chunker or tokenizer rebuilds everything, and says so.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +42,9 @@ from indexer.types import Document, Item, Passage
 
 log = logging.getLogger("plansearch")
 
+# Held (flock) by the build of an index directory.
+BUILD_LOCK = ".build.lock"
+
 
 @dataclass
 class BuildReport:
@@ -56,6 +61,16 @@ class BuildReport:
     version: Path | None = None
     seconds: float = 0.0
     embed_seconds: float = 0.0
+
+
+BACKGROUND_FILE = Path(__file__).with_name("data") / "background.txt"
+
+
+def background_texts(path: Path = BACKGROUND_FILE) -> list[str]:
+    """Reference texts on topics outside the corpus (see search.answer): embedded
+    with every index so a question can be compared with them."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
 def compatibility(settings: Settings) -> Compatibility:
@@ -142,6 +157,20 @@ def _old_documents(index: Index, source_file: str) -> list[Document]:
     return documents
 
 
+@contextmanager
+def build_lock(index_dir: Path, say: Callable[[str], None]) -> Iterator[None]:
+    """One build of an index directory at a time: a second one waits for the first
+    (whose result it then updates) instead of removing its work in progress."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with (index_dir / BUILD_LOCK).open("a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"plansearch: another build of {index_dir} is running; waiting for it to finish")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # the lock goes with the file (also when the process is killed)
+
+
 def build_index(
     settings: Settings,
     corpus_dir: Path | None = None,
@@ -152,10 +181,23 @@ def build_index(
     say: Callable[[str], None] | None = None,
 ) -> BuildReport:
     """Bring the index of ``corpus_dir`` up to date. Returns what was done."""
-    started = time.perf_counter()
     say = say or (lambda line: print(line, file=sys.stderr))
-    corpus_dir = corpus_dir or settings.corpus_dir
     index_dir = index_dir or settings.resolved_index_dir
+    with build_lock(index_dir, say):
+        return _build_index(settings, corpus_dir, index_dir, rebuild, progress, embedder, say)
+
+
+def _build_index(
+    settings: Settings,
+    corpus_dir: Path | None,
+    index_dir: Path,
+    rebuild: bool,
+    progress: bool,
+    embedder: Embedder | None,
+    say: Callable[[str], None],
+) -> BuildReport:
+    started = time.perf_counter()
+    corpus_dir = corpus_dir or settings.corpus_dir
     report = BuildReport()
     compat = compatibility(settings)
     clean_stale(index_dir)
@@ -168,8 +210,16 @@ def build_index(
     report.files = len(paths)
     hashes = {path.relative_to(corpus_dir).as_posix(): file_hash(path) for path in paths}
     old_files: dict[str, dict[str, object]] = previous.manifest["files"] if previous else {}
-    if previous is not None and hashes == {name: entry["sha256"] for name, entry in old_files.items()}:
+    background = background_texts()
+    background_sha = hashlib.sha256("\n".join(background).encode("utf-8")).hexdigest()
+    same_background = previous is not None and previous.manifest.get("background_sha256") == background_sha
+    if (
+        previous is not None
+        and same_background
+        and hashes == {name: entry["sha256"] for name, entry in old_files.items()}
+    ):
         report.up_to_date = True
+        report.files_skipped = sorted(name for name, entry in old_files.items() if entry.get("skipped"))
         report.passages = previous.size
         report.version = previous.path
         report.seconds = time.perf_counter() - started
@@ -177,6 +227,7 @@ def build_index(
         return report
     report.files_removed = sorted(set(old_files) - set(hashes))
 
+    old_background = previous.background.copy() if previous is not None and same_background else None
     documents: list[Document] = []
     passages: list[Passage] = []
     # Unit vectors of each passage (its whole text, then its clauses); None
@@ -186,6 +237,11 @@ def build_index(
     for path in paths:
         name = path.relative_to(corpus_dir).as_posix()
         old = old_files.get(name)
+        if previous is not None and old is not None and old["sha256"] == hashes[name] and old.get("skipped"):
+            # Skipped last time and unchanged: skipped again, without re-reading it.
+            report.files_skipped.append(name)
+            files[name] = old
+            continue
         if previous is not None and old is not None and old["sha256"] == hashes[name]:
             rows = previous.file_passages(name)
             file_docs = _old_documents(previous, name)
@@ -194,7 +250,9 @@ def build_index(
         else:
             parsed = parse_file(path, corpus_dir, settings)
             if parsed is None:
+                # Recorded, so that an unchanged bad file does not make every later build re-parse it.
                 report.files_skipped.append(name)
+                files[name] = {"sha256": hashes[name], "documents": [], "skipped": True}
                 continue
             report.files_parsed.append(name)
             file_docs, file_passages = parsed
@@ -206,10 +264,11 @@ def build_index(
         previous.close()
 
     new_rows = [row for row, vectors in enumerate(unit_vectors) if vectors is None]
-    if new_rows:
+    if new_rows or old_background is None:
         embedder = embedder or make_embedder(
             settings.passage_runtime, settings.resolved_model_dir, settings.embed_batch_size, settings.precision
         )
+    if new_rows:
         units = [embedding_units(passages[row]) for row in new_rows]
         embed_started = time.perf_counter()
         flat = embedder.encode_passages([text for group in units for text in group], progress=progress)
@@ -224,7 +283,20 @@ def build_index(
     unit_counts = np.asarray([len(v) for v in ready], dtype=np.int64)
     vectors = np.concatenate(ready) if ready else np.zeros((0, DIM), dtype=np.float32)
 
+    if old_background is None:
+        assert embedder is not None
+        old_background = embedder.encode_passages(background)
     bm25 = BM25.fit(Tokenizer().many(p.embed_text for p in passages))
-    report.version = write_index(index_dir, documents, passages, vectors, unit_counts, bm25, compat, files)
+    report.version = write_index(
+        index_dir,
+        documents,
+        passages,
+        vectors,
+        unit_counts,
+        bm25,
+        compat,
+        files,
+        background=(old_background, background_sha),
+    )
     report.seconds = time.perf_counter() - started
     return report

@@ -45,8 +45,9 @@ class Settings:
     candidates: int = 50
     # Dense weight of the convex score fusion (see search.fuse).
     dense_weight: float = 0.7
-    # Answering: minimum calibrated confidence to give an answer.
-    answer_threshold: float = 0.5
+    # Answering: minimum confidence to give an answer; None = the calibrated
+    # operating point in search/data/confidence.json.
+    answer_threshold: float | None = None
     max_query_chars: int = 500
     # HTTP service.
     host: str = "127.0.0.1"
@@ -81,9 +82,9 @@ def _parse(f: dataclasses.Field[object], raw: str) -> object:
     try:
         if "Path" in kind:
             return Path(raw).expanduser()
-        if kind == "int":
+        if kind.split(" |")[0] == "int":
             return int(raw)
-        if kind == "float":
+        if kind.split(" |")[0] == "float":
             return float(raw)
     except ValueError as exc:
         raise ValueError(f"{ENV_PREFIX}{f.name.upper()}={raw!r} is not a valid {kind}") from exc

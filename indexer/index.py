@@ -11,6 +11,7 @@ Layout of an index directory ``DIR``::
                                              unit_offsets[i]:unit_offsets[i+1]
     DIR/v-…/faiss.index                      all unit vectors, inner product
     DIR/v-…/bm25*.json|npy                   BM25 postings (indexer.bm25)
+    DIR/v-…/background.npy                   vectors of off-corpus reference texts
 
 A new version is written into ``DIR/.tmp-…`` and renamed to ``v-…``; only
 then does ``current`` move, by ``os.replace`` of a symlink. A build killed at
@@ -134,6 +135,7 @@ def write_index(
     bm25: BM25,
     compat: Compatibility,
     files: dict[str, dict[str, object]],
+    background: tuple[np.ndarray, str] | None = None,
 ) -> Path:
     """Write a complete new version and make it current. Returns its path.
 
@@ -175,6 +177,8 @@ def write_index(
     np.save(tmp / "unit_offsets.npy", np.concatenate([[0], np.cumsum(unit_counts)]).astype(np.int64))
     faiss.write_index(make_faiss_index(np.ascontiguousarray(vectors, dtype=np.float32)), str(tmp / "faiss.index"))
     bm25.save(tmp)
+    background_vectors, background_sha = background or (np.zeros((0, compat.dim), dtype=np.float32), "")
+    np.save(tmp / "background.npy", np.ascontiguousarray(background_vectors, dtype=np.float32))
 
     checksums = {path.name: sha256_file(path) for path in sorted(tmp.iterdir())}
     manifest = {
@@ -186,6 +190,7 @@ def write_index(
         "documents": len(documents),
         "faiss": faiss_kind(int(vectors.shape[0])),
         "files": files,
+        "background_sha256": background_sha,
         "checksums": checksums,
     }
     _write_bytes(tmp / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8"))
@@ -209,11 +214,22 @@ def current_version(index_dir: Path) -> Path | None:
 
 
 def clean_stale(index_dir: Path, keep_previous: int = 1) -> list[Path]:
-    """Remove leftovers of killed builds and versions older than the previous one."""
+    """Remove leftovers of killed builds and versions older than the previous one.
+
+    A version newer than the current one never became current (its build was
+    killed between renaming it and moving ``current``): it is a leftover too,
+    not the previous version. (Builds hold ``build.BUILD_LOCK``, so no other
+    build is about to make it current.)
+    """
     removed: list[Path] = []
     if not index_dir.is_dir():
         return removed
     current = current_version(index_dir)
+    if current is not None and current.is_dir():
+        for path in index_dir.glob("v-*"):
+            if path.is_dir() and path.name > current.name:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
     for path in index_dir.iterdir():
         if path.name.startswith((".tmp-", ".current-")):
             if path.is_symlink() or path.is_file():
@@ -221,7 +237,11 @@ def clean_stale(index_dir: Path, keep_previous: int = 1) -> list[Path]:
             else:
                 shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
-    versions = sorted(p for p in index_dir.glob("v-*") if p.is_dir() and (current is None or p.name != current.name))
+    versions = sorted(
+        p
+        for p in index_dir.glob("v-*")
+        if p.is_dir() and p not in removed and (current is None or p.name != current.name)
+    )
     for path in versions[: max(len(versions) - keep_previous, 0)]:
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
@@ -251,6 +271,8 @@ class Index:
                 self.documents.append(DocumentInfo(**record))
         self.doc_by_id = {doc.doc_id: n for n, doc in enumerate(self.documents)}
         self.bm25 = BM25.load(path)
+        # Vectors of reference texts on topics outside the corpus (answerability).
+        self.background = np.load(path / "background.npy")
         self._faiss = None
         self._cache: dict[int, Passage] = {}
 
@@ -264,7 +286,13 @@ class Index:
         try:
             manifest = json.loads((version / MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise IndexDamagedError(f"index manifest {version / MANIFEST} is unreadable: run `plansearch index --rebuild`") from exc
+            raise IndexDamagedError(
+                f"index manifest {version / MANIFEST} is unreadable: run `plansearch index --rebuild`"
+            ) from exc
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("checksums"), dict):
+            raise IndexDamagedError(
+                f"index manifest {version / MANIFEST} is incomplete: run `plansearch index --rebuild`"
+            )
         check_manifest(manifest, compat, version)
         if verify:
             for name, expected in manifest.get("checksums", {}).items():
@@ -275,8 +303,10 @@ class Index:
                     raise IndexDamagedError(f"index file {file} is damaged: run `plansearch index --rebuild`")
         try:
             index = cls(version, manifest)
-        except (OSError, ValueError, KeyError) as exc:
-            raise IndexDamagedError(f"index at {version} cannot be read ({exc}): run `plansearch index --rebuild`") from exc
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+            raise IndexDamagedError(
+                f"index at {version} cannot be read ({exc}): run `plansearch index --rebuild`"
+            ) from exc
         if (
             len(index.offsets) != index.size + 1
             or len(index.unit_offsets) != index.size + 1

@@ -133,21 +133,54 @@ def _window(text: str, start: int, end: int, query: Query) -> tuple[int, int]:
     return best
 
 
+# What a question asks for -> the units its answer is written in.
+EXPECTED_UNITS = (
+    (re.compile(r"多少钱|资金|投资|投入|经费|费用|how much"), ("亿元", "万元", "千元", "元")),
+    (re.compile(r"多少名|多少人|几名|几个人|how many (teachers|students|people)"), ("名", "人", "人次", "万人")),
+    (re.compile(r"几次|多少次|几回|how often"), ("次",)),
+    (re.compile(r"多久|多长时间|几年|周期|how long"), ("年", "轮", "学期", "月", "周", "天", "次", "届")),
+    (re.compile(r"比例|比率|率|百分|percentage|rate|proportion"), ("%", "‰", "个百分点")),
+    (re.compile(r"几节|多少节|课时|学时"), ("课时", "学时", "节")),
+    (re.compile(r"几所|多少所"), ("所",)),
+)
+
+
 def quantity_span(sentence: str, query: Query) -> str | None:
-    """The quantity in ``sentence`` nearest to where the question's terms occur."""
-    anchors = [m.start() for t in query.tokens if len(t) > 1 for m in re.finditer(re.escape(t), sentence)]
-    best: tuple[float, str] | None = None
-    for priority, pattern in enumerate(QUANTITY_PATTERNS):
+    """The quantity in ``sentence`` that answers the question.
+
+    Candidates are every quantity span (a span inside a longer one yields to
+    it, so "三年一轮" beats "一轮"); spans the question itself contains ("学前
+    三年", "2023年") are not answers; among the rest, a span in the unit the
+    question asks for wins, then the one nearest after the question's terms.
+    """
+    folded_query = normalize_query(query.text).lower()
+    found: list[tuple[int, int, str]] = []
+    for pattern in QUANTITY_PATTERNS:
         for m in pattern.finditer(sentence):
             span = m.group().strip()
-            if not re.search(r"\d|[一二三四五六七八九十两]", span):
-                continue
-            distance = min((abs(m.start() - a) for a in anchors), default=0)
-            # Prefer the closer span; among equals, the more specific pattern.
-            key = distance + priority * 0.5
-            if best is None or key < best[0]:
-                best = (key, span)
-    return best[1] if best else None
+            if re.search(r"\d|[一二三四五六七八九十两]", span) and span.lower() not in folded_query:
+                found.append((m.start(), m.end(), span))
+    spans = [
+        (start, end, span)
+        for start, end, span in found
+        if not any(o_start <= start and end <= o_end and (o_end - o_start) > (end - start)
+                   for o_start, o_end, _ in found)
+    ]
+    if not spans:
+        return None
+    units = next((u for pattern, u in EXPECTED_UNITS if pattern.search(folded_query)), ())
+    anchors = [m.end() for t in query.tokens if len(t) > 1 for m in re.finditer(re.escape(t), sentence)]
+
+    def rank(item: tuple[int, int, str]) -> tuple[int, float]:
+        start, _end, span = item
+        unit_ok = 0 if any(span.rstrip("以上以内以下左右").endswith(u) or u in span for u in units) else 1
+        # Distance from the nearest question term before the span; a span
+        # before every term counts as far.
+        before = [start - a for a in anchors if a <= start]
+        distance = min(before) if before else 1000 + min((abs(start - a) for a in anchors), default=0)
+        return unit_ok, distance
+
+    return min(spans, key=rank)[2]
 
 
 def sigmoid(x: float) -> float:
