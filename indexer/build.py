@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from indexer.bm25 import BM25
 from indexer.chunk import CHUNKER_VERSION, chunk, embedding_units
@@ -63,6 +64,9 @@ class BuildReport:
     embed_seconds: float = 0.0
 
 
+# Passages embedded per call: large enough for length-sorted batches, small
+# enough for a progress bar that moves.
+EMBED_CHUNK_PASSAGES = 64
 BACKGROUND_FILE = Path(__file__).with_name("data") / "background.txt"
 
 
@@ -269,14 +273,18 @@ def _build_index(
             settings.passage_runtime, settings.resolved_model_dir, settings.embed_batch_size, settings.precision
         )
     if new_rows:
-        units = [embedding_units(passages[row]) for row in new_rows]
         embed_started = time.perf_counter()
-        flat = embedder.encode_passages([text for group in units for text in group], progress=progress)
+        with tqdm(total=len(new_rows), unit="passage", desc="embedding", disable=not progress, file=sys.stderr) as bar:
+            for chunk_start in range(0, len(new_rows), EMBED_CHUNK_PASSAGES):
+                rows = new_rows[chunk_start : chunk_start + EMBED_CHUNK_PASSAGES]
+                units = [embedding_units(passages[row]) for row in rows]
+                flat = embedder.encode_passages([text for group in units for text in group])
+                start = 0
+                for row, group in zip(rows, units, strict=True):
+                    unit_vectors[row] = flat[start : start + len(group)]
+                    start += len(group)
+                bar.update(len(rows))
         report.embed_seconds = time.perf_counter() - embed_started
-        start = 0
-        for row, group in zip(new_rows, units, strict=True):
-            unit_vectors[row] = flat[start : start + len(group)]
-            start += len(group)
     report.passages_embedded = len(new_rows)
     report.passages = len(passages)
     ready = [v for v in unit_vectors if v is not None]

@@ -174,7 +174,10 @@ def load_sentence_transformer(model_dir: Path, device: str = "cpu") -> SentenceT
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
 
+    # transformers draws a "Loading weights" bar on every load: noise in `plansearch index`.
+    transformers_logging.disable_progress_bar()
     return SentenceTransformer(str(model_dir), device=device, local_files_only=True, trust_remote_code=False)
 
 

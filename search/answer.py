@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Sequence
@@ -26,7 +27,8 @@ CLAUSE_END = re.compile(r"[^。；;！!？?\n]+[。；;！!？?]?")
 SUBCLAUSE_END = re.compile(r"[^，,。；;！!？?\n]+[，,。；;！!？?]?")
 ANSWER_MAX_CHARS = 150
 
-_NUM = r"(?:\d+(?:\.\d+)?|[一二三四五六七八九十两百千万]+)"
+# Digits may carry a 万/亿 multiplier: "7.2万平米", "1.5万人次".
+_NUM = r"(?:\d+(?:\.\d+)?[万亿]?|[一二三四五六七八九十两百千万]+)"
 _UNIT = (
     r"(?:%|‰|个百分点|亿元|万元|千元|元|万平方米|平方米|平米|万人|人次|人|名|所|个|家|项|次|场|届|批|"
     r"课时|学时|节|小时|天|周|个月|月|年|亩|台|套|间|本|期|轮)"
@@ -61,8 +63,9 @@ def clauses(text: str) -> list[tuple[int, int]]:
 
 
 def bigrams(text: str) -> set[str]:
-    chars = [c for c in text if not c.isspace()]
-    return {a + b for a, b in zip(chars, chars[1:], strict=False)}
+    """Character bigrams within each whitespace-separated run: a space marks a
+    removed stop-phrase or a word break, and no text holds the pair across it."""
+    return {a + b for word in text.split() for a, b in itertools.pairwise(word)}
 
 
 class AnswerFinder:
@@ -90,6 +93,7 @@ class AnswerFinder:
             for start, end in clauses(text):
                 start, end = _window(text, start, end, query)
                 sentence = text[start:end].strip()
+                start += len(text[start:end]) - len(text[start:end].lstrip())  # offsets of the stripped text
                 if len(sentence) < 4:
                     continue
                 cover = self.coverage(query, sentence)
@@ -126,10 +130,12 @@ def _window(text: str, start: int, end: int, query: Query) -> tuple[int, int]:
         j = i
         while j + 1 < len(parts) and parts[j + 1][1] - parts[i][0] <= ANSWER_MAX_CHARS:
             j += 1
-        window = text[parts[i][0] : parts[j][1]]
+        # A single comma-clause longer than the limit is cut at it too.
+        window_end = min(parts[j][1], parts[i][0] + ANSWER_MAX_CHARS)
+        window = text[parts[i][0] : window_end]
         score = len(query_bigrams & bigrams(window.lower()))
         if score > best_score:
-            best, best_score = (parts[i][0], parts[j][1]), score
+            best, best_score = (parts[i][0], window_end), score
     return best
 
 
@@ -169,16 +175,21 @@ def quantity_span(sentence: str, query: Query) -> str | None:
     if not spans:
         return None
     units = next((u for pattern, u in EXPECTED_UNITS if pattern.search(folded_query)), ())
-    anchors = [m.end() for t in query.tokens if len(t) > 1 for m in re.finditer(re.escape(t), sentence)]
+    matches = [m for t in query.tokens if len(t) > 1 for m in re.finditer(re.escape(t), sentence)]
+    anchors = [m.end() for m in matches]
+    term_starts = {m.start() for m in matches}
 
-    def rank(item: tuple[int, int, str]) -> tuple[int, float]:
-        start, _end, span = item
-        unit_ok = 0 if any(span.rstrip("以上以内以下左右").endswith(u) or u in span for u in units) else 1
+    def rank(item: tuple[int, int, str]) -> tuple[int, int, float]:
+        start, end, span = item
+        unit_ok = 0 if any(u in span for u in units) else 1
+        # A count written right before a question term counts that thing:
+        # for 特殊教育学校建几所, "3所特殊教育学校" beats "8所公办幼儿园".
+        counts_term = 0 if end in term_starts else 1
         # Distance from the nearest question term before the span; a span
         # before every term counts as far.
         before = [start - a for a in anchors if a <= start]
         distance = min(before) if before else 1000 + min((abs(start - a) for a in anchors), default=0)
-        return unit_ok, distance
+        return unit_ok, counts_term, distance
 
     return min(spans, key=rank)[2]
 

@@ -74,7 +74,7 @@ def read_gold(path: Path) -> list[GoldQuery]:
                 for g in raw.get("gold", [])
             )
             queries.append(GoldQuery(str(raw["id"]), raw["query"], raw.get("kind", ""), gold, raw.get("answer")))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # AttributeError: not an object
             raise ValueError(f"{path}:{number}: not a gold query line ({exc})") from exc
     return queries
 

@@ -67,7 +67,7 @@ def normalize_query(raw: str) -> str:
     text = raw.encode("utf-8", "replace").decode("utf-8")  # lone surrogates -> "?"
     text = unicodedata.normalize("NFKC", text[: MAX_QUERY_CHARS * 2])
     text = CONTROL.sub(" ", text)
-    text = re.sub(r"\s+", " ", text).strip()[:MAX_QUERY_CHARS]
+    text = re.sub(r"\s+", " ", text).strip()[:MAX_QUERY_CHARS].rstrip()  # the cut may end on a space
     if CJK.search(text):
         text = to_simplified(text)
     return text

@@ -377,9 +377,13 @@ def test_killed_builds_leave_the_index_usable(tmp_path: Path, model_dir: Path) -
     before = _results(settings)
     assert all(before), "every probe query finds something"
 
+    tmp_before: set[Path] = set()
+
     def kill_build(embedder: str, point: str, when) -> int:  # type: ignore[no-untyped-def]
         """Start a rebuild, SIGKILL it when ``when(proc, stderr_path)`` returns, give its exit status."""
         stderr_path = tmp_path / f"stderr-{embedder}-{point}.txt"
+        tmp_before.clear()
+        tmp_before.update(index_dir.glob(".tmp-*"))
         with stderr_path.open("wb") as stderr:
             proc = subprocess.Popen(
                 [sys.executable, "-c", KILL_SCRIPT, str(settings.home), str(corpus), str(model_dir), embedder, point],
@@ -409,7 +413,8 @@ def test_killed_builds_leave_the_index_usable(tmp_path: Path, model_dir: Path) -
         time.sleep(0.3)
 
     def writing(proc, _stderr) -> None:  # type: ignore[no-untyped-def]
-        assert _wait_for(lambda: any(index_dir.glob(".tmp-*")), 90, proc), "the write phase never started"
+        # A .tmp- dir of this build (earlier kills left theirs).
+        assert _wait_for(lambda: bool(set(index_dir.glob(".tmp-*")) - tmp_before), 90, proc), "no write phase"
         time.sleep(0.2)  # some files written, faiss.index not yet
 
     def itself(proc, _stderr) -> None:  # type: ignore[no-untyped-def]
@@ -420,15 +425,26 @@ def test_killed_builds_leave_the_index_usable(tmp_path: Path, model_dir: Path) -
         ("real", "none", after(1.5)),  # loading the model
         ("real", "none", after(3.0)),
         ("real", "none", embedding_started),
-        ("real", "slow-write", writing),
         ("hash", "slow-write", writing),
         ("hash", "torn-manifest", itself),
         ("hash", "after-rename", itself),
         ("hash", "before-swap", itself),
     ]
     for embedder, point, when in kills:
+        versions_before = set(index_dir.glob("v-*"))
         status = kill_build(embedder, point, when)
         assert status == -signal.SIGKILL, (embedder, point, status)
+        # The kill landed where it was meant to.
+        new_tmp = set(index_dir.glob(".tmp-*")) - tmp_before
+        if point == "slow-write":
+            assert len(new_tmp) == 1 and (new_tmp.pop() / "passages.jsonl").is_file()
+        elif point == "torn-manifest":
+            assert len(new_tmp) == 1 and not (new_tmp.pop() / MANIFEST).read_bytes().rstrip().endswith(b"}")
+        elif point == "after-rename":
+            orphan = set(index_dir.glob("v-*")) - versions_before
+            assert len(orphan) == 1 and (orphan.pop() / MANIFEST).is_file()
+        elif point == "before-swap":
+            assert any(index_dir.glob(".current-*"))
         assert current_version(index_dir) == original, (embedder, point)
         Index.load(index_dir, compatibility(settings)).close()
         assert _results(settings) == before, (embedder, point)
