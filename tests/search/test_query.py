@@ -73,6 +73,37 @@ def test_stop_phrases_leave_lexical_but_stay_in_text(
         assert word in query.lexical
 
 
+@pytest.mark.parametrize(
+    ("raw", "word"),
+    [
+        ("职业技能培训", "技能"),
+        ("社会实践活动", "社会"),
+        ("竟陵读书会", "读书会"),
+        ("家长委员会每学期开几次会", "家长委员会"),
+        ("人工智能教育", "智能"),
+        ("主要任务目标", "主要"),
+        ("几何课程", "几何"),
+    ],
+)
+def test_single_character_stop_phrases_inside_words_stay(tokenizer: Tokenizer, raw: str, word: str) -> None:
+    query = parse_query(raw, tokenizer)
+    assert word in query.lexical
+    assert word in query.tokens
+
+
+@pytest.mark.parametrize(
+    ("raw", "lexical"),
+    [
+        ("区里的成人学校能提供吗", "区里的成人学校 提供"),
+        ("学校会组织学生研学吗", "学校 组织学生研学"),
+        ("冰雪运动特色校要建几所", "冰雪运动特色校 建"),
+        ("家长委员会每学期开几次会", "家长委员会每学期开"),
+    ],
+)
+def test_single_character_stop_phrases_as_words_go(tokenizer: Tokenizer, raw: str, lexical: str) -> None:
+    assert parse_query(raw, tokenizer).lexical == lexical
+
+
 def test_longest_stop_phrase_goes_first() -> None:
     # 是多少 before 多少: nothing of the phrase is left behind.
     assert strip_stop_phrases("毛入园率是多少") == "毛入园率"
