@@ -29,7 +29,9 @@ ANSWERED_SHARE = 0.95
 # The e5 score moves with the question's language (an English question scores
 # ~0.1 lower against Chinese text), so the model also sees whether the
 # question is in English and can shift its bar for the dense score.
-FEATURES = ("margin", "coverage", "dense", "english")
+# Coverage of the question by the answer sentence was tried as a fourth
+# signal; its fitted weight was ~0 (-0.10), so it is left out.
+FEATURES = ("margin", "dense", "english")
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args[0]) if args else CALIBRATION_FILE
     searcher = Searcher.open(Settings.from_env())
     samples = [Sample(q.query, bool(q.gold), *signals(searcher, q.query)) for q in read_gold(path)]
-    x = np.array([[s.margin, s.coverage, s.dense, s.english] for s in samples])
+    x = np.array([[s.margin, s.dense, s.english] for s in samples])
     y = np.array([1.0 if s.answerable else 0.0 for s in samples])
     # Scale features to unit spread for a well-conditioned fit, then unscale.
     scale = x.std(axis=0) + 1e-9
@@ -87,9 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     confidence = Confidence(
         bias=float(w[0]),
         margin_weight=float(w[1] / scale[0]),
-        coverage_weight=float(w[2] / scale[1]),
-        dense_weight=float(w[3] / scale[2]),
-        english_weight=float(w[4] / scale[3]),
+        coverage_weight=0.0,
+        dense_weight=float(w[2] / scale[1]),
+        english_weight=float(w[3] / scale[2]),
     )
     predicted = np.array([confidence(s.margin, s.coverage, s.dense, s.english) for s in samples])
     # The operating point: withholding an answer that is there costs more

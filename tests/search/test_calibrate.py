@@ -98,4 +98,4 @@ def test_signals_match_what_ask_decides(searcher) -> None:  # type: ignore[no-un
 
 
 def test_signals_for_an_empty_question(searcher) -> None:  # type: ignore[no-untyped-def]
-    assert signals(searcher, "   ") == (-1.0, 0.0, 0.0)
+    assert signals(searcher, "   ") == (-1.0, 0.0, 0.0, 0.0)
