@@ -139,6 +139,9 @@ def _window(text: str, start: int, end: int, query: Query) -> tuple[int, int]:
     return best
 
 
+# Verbs in front of a quantity that say nothing about its value.
+LEADING_VERB = re.compile(r"^(?:达到|提高到|降低到|控制在|保持在)")
+
 # What a question asks for -> the units its answer is written in.
 EXPECTED_UNITS = (
     (re.compile(r"多少钱|资金|投资|投入|经费|费用|how much"), ("亿元", "万元", "千元", "元")),
@@ -191,7 +194,8 @@ def quantity_span(sentence: str, query: Query) -> str | None:
         distance = min(before) if before else 1000 + min((abs(start - a) for a in anchors), default=0)
         return unit_ok, counts_term, distance
 
-    return min(spans, key=rank)[2]
+    # "达到91%以上" answers as "91%以上"; bounds like 不少于 or 至少 stay, they are the answer.
+    return LEADING_VERB.sub("", min(spans, key=rank)[2]) or None
 
 
 def sigmoid(x: float) -> float:

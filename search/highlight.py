@@ -26,19 +26,24 @@ def normalized_with_map(text: str) -> tuple[str, list[int]]:
 
 
 def term_spans(text: str, terms: Iterable[str]) -> list[Span]:
-    """Non-overlapping spans of every occurrence of the terms, longest first."""
+    """Non-overlapping spans of the terms: longer matches first, and among
+    equally long ones the leftmost, so the result never depends on the order
+    the terms come in."""
     folded, origin = normalized_with_map(text)
-    taken = [False] * len(folded)
-    spans: list[Span] = []
-    for term in sorted({t for t in terms if t and (len(t) > 1 or t.isdigit())}, key=len, reverse=True):
+    occurrences: list[tuple[int, int]] = []
+    for term in {t for t in terms if t and (len(t) > 1 or t.isdigit())}:
         start = folded.find(term)
         while start != -1:
-            end = start + len(term)
-            if not any(taken[start:end]):
-                for i in range(start, end):
-                    taken[i] = True
-                spans.append(Span(origin[start], origin[end - 1] + 1, "term"))
-            start = folded.find(term, end)
+            occurrences.append((start, start + len(term)))
+            start = folded.find(term, start + 1)
+    taken = [False] * len(folded)
+    spans: list[Span] = []
+    for start, end in sorted(occurrences, key=lambda o: (o[0] - o[1], o[0])):
+        if any(taken[start:end]):
+            continue
+        for i in range(start, end):
+            taken[i] = True
+        spans.append(Span(origin[start], origin[end - 1] + 1, "term"))
     return sorted(spans, key=lambda span: span.start)
 
 

@@ -65,8 +65,7 @@ def test_clauses_keep_commas_inside() -> None:
 
 def test_percentage_with_qualifier(tokenizer: Tokenizer) -> None:
     sentence = "到2025年,学前三年毛入园率达到91%以上,九年义务教育巩固率达到96%。"
-    span = quantity_span(sentence, q("学前三年毛入园率要达到多少", tokenizer))
-    assert span is not None and span.endswith("91%以上")
+    assert quantity_span(sentence, q("学前三年毛入园率要达到多少", tokenizer)) == "91%以上"
 
 
 def test_percentage_wanted_over_nearer_count(tokenizer: Tokenizer) -> None:
@@ -107,7 +106,7 @@ def test_spans_the_question_names_are_not_answers(tokenizer: Tokenizer) -> None:
 
 def test_question_phrase_with_a_number_is_not_the_answer(tokenizer: Tokenizer) -> None:
     sentence = "普及学前三年教育,学前三年毛入园率达到88%。"
-    assert quantity_span(sentence, q("学前三年毛入园率的目标", tokenizer)) == "达到88%"
+    assert quantity_span(sentence, q("学前三年毛入园率的目标", tokenizer)) == "88%"
 
 
 def test_nearest_after_the_question_terms_without_a_unit_hint(tokenizer: Tokenizer) -> None:
