@@ -10,6 +10,7 @@ searcher in one assignment, so no request ever sees a half-loaded index.
 from __future__ import annotations
 
 import hmac
+import importlib.util
 import logging
 import threading
 import time
@@ -119,6 +120,10 @@ def create_app(settings: Settings | None = None, holder: SearcherHolder | None =
         description="Search and ask Chinese plan documents, offline. 规划文件检索与问答。",
         version="0.1.0",
         lifespan=lifespan,
+        # FastAPI's own /docs and /redoc pull Swagger UI from a CDN, which an
+        # intranet cannot reach: /docs is served below from a bundled copy.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.holder = holder
     if settings.cors_origins:
@@ -253,8 +258,22 @@ def create_app(settings: Settings | None = None, holder: SearcherHolder | None =
     def page() -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Response:
+        return FileResponse(STATIC / "docs.html", media_type="text/html; charset=utf-8")
+
+    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_static()), name="swagger")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def swagger_ui_static() -> Path:
+    """Swagger UI's files as the swagger-ui-py package ships them (found
+    without importing the package, which would pull in its framework hooks)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("swagger-ui-py is not installed: run `pip install swagger-ui-py`")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
 
 
 def _authorised(request: Request, token: str) -> bool:

@@ -426,3 +426,16 @@ def test_mobile_layout(server: str, browser: Browser) -> None:
         watch.assert_clean()
     finally:
         context.close()
+
+
+def test_api_docs_page_works_offline(server: str, page: tuple[Page, Watch]) -> None:
+    """/docs renders Swagger UI from the bundled copy: no CDN, no CSP violation."""
+    pg, watch = page
+    requested: list[str] = []
+    pg.on("request", lambda request: requested.append(request.url))
+    pg.goto(server + "/docs")
+    expect(pg.locator(".swagger-ui .info .title")).to_contain_text("plansearch")
+    expect(pg.locator(".opblock-summary-path").filter(has_text="/api/search").first).to_be_visible()
+    assert all(url.startswith(server) for url in requested), [u for u in requested if not u.startswith(server)]
+    shot(pg, "api-docs.png")
+    watch.assert_clean()
