@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from search.query import MAX_QUERY_CHARS
 from search.types import Answer, AskResult, Hit, SearchResult, Span
-
-MAX_QUERY_CHARS = 500
 
 
 def validate_query(text: str | None) -> str:

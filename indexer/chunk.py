@@ -23,7 +23,8 @@ CHUNKER_VERSION = "3"
 # A clause shorter than this is merged with the next one before embedding:
 # "加强驻村帮扶。" alone says too little to place it.
 MIN_UNIT_CHARS = 12
-# Clause ends for embedding units.
+# A sentence or ；-clause: the unit embedded here and the unit an answer is
+# picked from (search.answer).
 CLAUSE_END = re.compile(r"[^。；;！!？?\n]+[。；;！!？?]?")
 
 

@@ -48,7 +48,6 @@ class Settings:
     # Answering: minimum confidence to give an answer; None = the calibrated
     # operating point in search/data/confidence.json.
     answer_threshold: float | None = None
-    max_query_chars: int = 500
     # HTTP service.
     host: str = "127.0.0.1"
     port: int = 8765

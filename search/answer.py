@@ -19,11 +19,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from indexer.chunk import CLAUSE_END
 from search.query import Query, normalize_query
 from search.types import Answer, Hit
 
 # Sentence and clause ends.
-CLAUSE_END = re.compile(r"[^。；;！!？?\n]+[。；;！!？?]?")
 SUBCLAUSE_END = re.compile(r"[^，,。；;！!？?\n]+[，,。；;！!？?]?")
 ANSWER_MAX_CHARS = 150
 

@@ -49,12 +49,9 @@ def signals(searcher: Searcher, text: str) -> tuple[float, float, float, float]:
     query = parse_query(text, searcher.tokenizer)
     hits, vector = searcher._rank(query, searcher.answers.passages_considered, None)
     candidate = searcher.answers.best(query, hits, 0.0) if hits else None
-    english = 1.0 if query.is_english else 0.0
     if candidate is None:
-        return -1.0, 0.0, 0.0, english
-    dense = searcher._best_dense(query, hits) or 0.0
-    margin = dense - searcher.background_score(vector)
-    return margin, searcher.answers.coverage(query, candidate.text), dense, english
+        return -1.0, 0.0, 0.0, 1.0 if query.is_english else 0.0
+    return searcher.answer_signals(query, hits, vector, candidate.text)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, steps: int = 100) -> np.ndarray:

@@ -192,10 +192,7 @@ class Searcher:
         answer = None
         candidate = self.answers.best(query, hits, 0.0) if hits else None
         if candidate is not None:
-            dense = self._best_dense(query, hits) or 0.0
-            margin = dense - self.background_score(vector) if vector is not None else 0.0
-            english = 1.0 if query.is_english else 0.0
-            conf = self.confidence(margin, self.answers.coverage(query, candidate.text), dense, english)
+            conf = self.confidence(*self.answer_signals(query, hits, vector, candidate.text))
             threshold = self.settings.answer_threshold
             if conf >= (self.confidence.threshold if threshold is None else threshold):
                 answer = replace(candidate, confidence=conf)
@@ -204,10 +201,18 @@ class Searcher:
             answer = replace(answer, hit=next(h for h in hits if h.row == answer.hit.row))
         return AskResult(query=raw, answer=answer, hits=hits[:k], took_ms=(time.perf_counter() - started) * 1000)
 
-    @staticmethod
-    def _best_dense(query: Query, hits: Sequence[Hit]) -> float | None:
-        scores = [h.dense_score for h in hits if h.dense_score is not None]
-        return max(scores) if scores else None
+    def answer_signals(
+        self, query: Query, hits: Sequence[Hit], vector: np.ndarray | None, answer_text: str
+    ) -> tuple[float, float, float, float]:
+        """What ``Confidence`` weighs: (margin, coverage, dense, english).
+
+        ``dense`` is the best e5 score among the hits; ``margin`` is how far it
+        is above the question's similarity to off-corpus reference texts."""
+        dense_scores = [h.dense_score for h in hits if h.dense_score is not None]
+        dense = max(dense_scores) if dense_scores else 0.0
+        margin = dense - self.background_score(vector) if vector is not None else 0.0
+        english = 1.0 if query.is_english else 0.0
+        return margin, self.answers.coverage(query, answer_text), dense, english
 
     @staticmethod
     def _with_answer_span(hit: Hit, row: int, start: int, end: int) -> Hit:
