@@ -3,6 +3,8 @@
 Incremental: a source file whose bytes (and ``.meta.json`` sidecar) are
 unchanged keeps its documents, passages and vectors from the current index;
 only added or changed files are parsed and embedded, removed files drop out.
+When files were only added, the new version is the previous one plus a new
+segment (``index.append_index``): its cost is the new files, not the corpus.
 A change of model, chunker or tokenizer rebuilds everything, and says so.
 """
 
@@ -28,11 +30,13 @@ from indexer.clean import clean
 from indexer.config import Settings
 from indexer.embed import DIM, Embedder, make_embedder
 from indexer.index import (
+    MAX_SEGMENTS,
     Compatibility,
     Index,
     IndexMismatchError,
     IndexMissingError,
     IndexUnusableError,
+    append_index,
     clean_stale,
     write_index,
 )
@@ -130,7 +134,9 @@ def _previous(index_dir: Path, compat: Compatibility, rebuild: bool) -> tuple[In
     if rebuild:
         return None, "rebuild requested"
     try:
-        return Index.load(index_dir, compat), None
+        # Sizes only: checksums are verified where old data is copied into
+        # the new version (hard-linked segments keep their checksums).
+        return Index.load(index_dir, compat, verify=False), None
     except IndexMissingError:
         return None, None
     except IndexMismatchError as exc:
@@ -228,6 +234,23 @@ def _build_index(
         previous.close()
         return report
     report.files_removed = sorted(set(old_files) - set(hashes))
+    changed = [name for name, digest in hashes.items() if name in old_files and old_files[name]["sha256"] != digest]
+    # Files only added: the new version is the previous one plus a segment.
+    append = (
+        previous is not None
+        and same_background
+        and not report.files_removed
+        and not changed
+        and len(previous.segment_infos) < MAX_SEGMENTS
+    )
+    if previous is not None and not append:
+        try:
+            previous.verify()  # its documents and vectors are about to be copied
+        except IndexUnusableError as exc:
+            previous.close()
+            previous, old_files, same_background = None, {}, False
+            report.rebuild_reason = f"previous index unusable ({str(exc).split(': run')[0]}): rebuilding everything"
+            say(f"plansearch: {report.rebuild_reason}")
 
     old_background = previous.background.copy() if previous is not None and same_background else None
     documents: list[Document] = []
@@ -239,12 +262,15 @@ def _build_index(
     for path in paths:
         name = path.relative_to(corpus_dir).as_posix()
         old = old_files.get(name)
-        if previous is not None and old is not None and old["sha256"] == hashes[name] and old.get("skipped"):
-            # Skipped last time and unchanged: skipped again, without re-reading it.
-            report.files_skipped.append(name)
+        unchanged = previous is not None and old is not None and old["sha256"] == hashes[name]
+        if unchanged and (append or old.get("skipped")):
+            # Already in the kept segments, or skipped last time and unchanged:
+            # skipped again, without re-reading it.
+            if old.get("skipped"):
+                report.files_skipped.append(name)
             files[name] = old
             continue
-        if previous is not None and old is not None and old["sha256"] == hashes[name]:
+        if unchanged:
             rows = previous.file_passages(name)
             file_docs = _old_documents(previous, name)
             file_passages = previous.passages(rows)
@@ -262,7 +288,7 @@ def _build_index(
         files[name] = {"sha256": hashes[name], "documents": [d.doc_id for d in file_docs]}
         documents.extend(file_docs)
         passages.extend(file_passages)
-    if previous is not None:
+    if previous is not None and not append:
         previous.close()
 
     new_rows = [row for row, vectors in enumerate(unit_vectors) if vectors is None]
@@ -298,7 +324,6 @@ def _build_index(
             start += len(group)
         report.embed_seconds = time.perf_counter() - embed_started
     report.passages_embedded = len(new_rows)
-    report.passages = len(passages)
     ready = [v for v in unit_vectors if v is not None]
     unit_counts = np.asarray([len(v) for v in ready], dtype=np.int64)
     vectors = np.concatenate(ready) if ready else np.zeros((0, DIM), dtype=np.float32)
@@ -306,17 +331,28 @@ def _build_index(
     if old_background is None:
         assert embedder is not None
         old_background = embedder.encode_passages(background)
-    bm25 = BM25.fit(tokens.result())
-    report.version = write_index(
-        index_dir,
-        documents,
-        passages,
-        vectors,
-        unit_counts,
-        bm25,
-        compat,
-        files,
-        background=(old_background, background_sha),
-    )
+    if append:
+        assert previous is not None
+        try:
+            report.version = append_index(
+                previous, documents, passages, vectors, unit_counts, tokens.result(), files,
+                background=(old_background, background_sha),
+            )
+            report.passages = previous.size + len(passages)
+        finally:
+            previous.close()
+    else:
+        report.version = write_index(
+            index_dir,
+            documents,
+            passages,
+            vectors,
+            unit_counts,
+            BM25.fit(tokens.result()),
+            compat,
+            files,
+            background=(old_background, background_sha),
+        )
+        report.passages = len(passages)
     report.seconds = time.perf_counter() - started
     return report

@@ -95,10 +95,7 @@ class Searcher:
         weight = self.settings.dense_weight
         self.fusion: RankFusion | ScoreFusion = ScoreFusion({"dense": weight, "lexical": 1 - weight})
         self.confidence = confidence or Confidence.load()
-        bm25 = index.bm25
-        bm25.scores([])  # computes IDFs once, before the first query
-        idf = bm25._idf if bm25._idf is not None else np.zeros(0)
-        self.answers = AnswerFinder({term: float(idf[i]) for term, i in bm25.vocab.items()})
+        self.answers = AnswerFinder(index.bm25.idf())  # also computes the IDFs before the first query
 
     @classmethod
     def open(cls, settings: Settings | None = None, mode: str = "hybrid") -> Searcher:

@@ -10,12 +10,16 @@ from indexer.index import Index
 
 Ranking = list[tuple[int, float]]  # (passage row, score), best first
 
+# A filter that leaves at most this many units is searched exactly, without
+# FAISS: an inverted-file index probes only some lists and could miss them.
+EXACT_FILTER_MAX = 50_000
+
 
 class DenseRetriever:
     """Passages by e5 similarity, over their unit vectors.
 
     FAISS finds the nearest units (whole passages and single clauses); each
-    candidate passage is then scored exactly as
+    candidate passage is then scored exactly, from its stored vectors, as
     ``whole_weight * cos(whole passage) + (1 - whole_weight) * max cos(clause)``,
     so a passage counts both for its overall topic and for its one clause that
     says what the question asks.
@@ -27,31 +31,60 @@ class DenseRetriever:
         self.units_per_result = units_per_result
 
     def search(self, query_vector: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Ranking:
-        import faiss
-
         index = self.index
         if index.size == 0 or k <= 0:
             return []
-        query = np.ascontiguousarray(query_vector.reshape(1, -1), dtype=np.float32)
-        n_units = int(index.unit_offsets[-1])
-        depth = min(k * self.units_per_result, n_units)
-        params = None
+        query = np.ascontiguousarray(query_vector.reshape(-1), dtype=np.float32)
         if allowed is not None:
-            unit_ids = np.flatnonzero(allowed[index.unit_passage]).astype(np.int64)
-            if unit_ids.size == 0:
+            rows = np.flatnonzero(allowed)
+            if rows.size == 0:
                 return []
+            n_units = int((index.unit_offsets[rows + 1] - index.unit_offsets[rows]).sum())
+            candidates = rows if n_units <= EXACT_FILTER_MAX else self._nearest(query, k, rows)
+        else:
+            candidates = self._nearest(query, k, None)
+        scores = self.score_passages(candidates, query)
+        order = np.lexsort((candidates, -scores))[:k]
+        return [(int(candidates[i]), float(scores[i])) for i in order]
+
+    def _nearest(self, query: np.ndarray, k: int, rows: np.ndarray | None) -> np.ndarray:
+        """Passages owning the FAISS-nearest units (within ``rows`` if given)."""
+        import faiss
+
+        index = self.index
+        depth = min(k * self.units_per_result, index.units)
+        params = None
+        if rows is not None:
+            unit_ids = np.flatnonzero(np.isin(index.unit_passage, rows)).astype(np.int64)
             depth = min(depth, int(unit_ids.size))
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(unit_ids))
-        _scores, units = index.faiss.search(query, depth, params=params)
-        candidates = np.unique(index.unit_passage[units[0][units[0] >= 0]])
-        scored = [(int(row), self.passage_score(int(row), query[0])) for row in candidates]
-        scored.sort(key=lambda pair: (-pair[1], pair[0]))
-        return scored[:k]
+            selector = faiss.IDSelectorBatch(unit_ids)
+            ivf = faiss.try_extract_index_ivf(index.faiss)
+            params = (
+                faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe)
+                if ivf is not None
+                else faiss.SearchParameters(sel=selector)
+            )
+        _scores, units = index.faiss.search(query.reshape(1, -1), depth, params=params)
+        return np.unique(index.unit_passage[units[0][units[0] >= 0]])
+
+    def score_passages(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """The exact score of each passage row (see the class docstring)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            return np.zeros(0, dtype=np.float32)
+        starts = self.index.unit_offsets[rows]
+        counts = self.index.unit_offsets[rows + 1] - starts
+        first = np.concatenate([[0], np.cumsum(counts)[:-1]])  # each passage's whole-text unit
+        unit_ids = np.repeat(starts - first, counts) + np.arange(int(counts.sum()))
+        sims = self.index.vectors_at(unit_ids) @ query
+        whole = sims[first]
+        clauses = sims.copy()
+        clauses[first[counts > 1]] = -np.inf  # the best clause, not the whole text
+        best = np.where(counts > 1, np.maximum.reduceat(clauses, first), whole)
+        return (self.whole_weight * whole + (1 - self.whole_weight) * best).astype(np.float32)
 
     def passage_score(self, row: int, query: np.ndarray) -> float:
-        sims = self.index.unit_vectors(row) @ query
-        best_clause = float(sims[1:].max()) if sims.shape[0] > 1 else float(sims[0])
-        return self.whole_weight * float(sims[0]) + (1 - self.whole_weight) * best_clause
+        return float(self.score_passages(np.asarray([row]), np.asarray(query, dtype=np.float32).reshape(-1))[0])
 
 
 class LexicalRetriever:

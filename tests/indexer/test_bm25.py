@@ -226,7 +226,7 @@ def test_save_load_round_trip(tmp_path: Path, mmap: bool, params: dict[str, floa
     assert loaded.vocab == index.vocab
     assert loaded.n_docs == index.n_docs
     if mmap:
-        assert isinstance(loaded.doc_ids, np.memmap)
+        assert isinstance(loaded.segments[0].doc_ids, np.memmap)
     for query in _queries():
         assert np.array_equal(loaded.scores(query), index.scores(query))
         assert loaded.top_k(query, 5) == index.top_k(query, 5)
@@ -282,3 +282,31 @@ def test_load_refuses_negative_doc_ids(tmp_path: Path) -> None:
     np.save(directory / "bm25_doc_ids.npy", doc_ids)
     with pytest.raises(ValueError):
         BM25.load(directory)
+
+
+@pytest.mark.parametrize("idf", ["lucene", "okapi"])
+def test_segments_score_as_one_corpus(tmp_path: Path, idf: str) -> None:
+    """Documents split over segments (each saved and loaded on its own) score
+    exactly as the same documents in one index: IDF and lengths span segments."""
+    corpus = _corpus()
+    whole = BM25.fit(corpus, idf=idf)
+    cut = len(corpus) // 3
+    parts = [corpus[:cut], corpus[cut : cut + 2], corpus[cut + 2 :]]
+    for n, part in enumerate(parts):
+        BM25.fit(part, idf=idf).save(tmp_path / str(n))
+    split = BM25.load_segments([tmp_path / str(n) for n in range(len(parts))])
+    assert split.n_docs == whole.n_docs
+    assert split.idf() == pytest.approx(whole.idf())
+    for query in _queries():
+        assert np.allclose(split.scores(query), whole.scores(query), rtol=1e-6)
+        assert [row for row, _ in split.top_k(query, 4)] == [row for row, _ in whole.top_k(query, 4)]
+    grown = BM25.fit(corpus[:cut], idf=idf).add(corpus[cut:])
+    for query in _queries():
+        assert np.allclose(grown.scores(query), whole.scores(query), rtol=1e-6)
+
+
+def test_empty_corpus_and_empty_documents() -> None:
+    index = BM25.fit([])
+    assert index.n_docs == 0 and index.top_k(["教育"], 3) == []
+    index = BM25.fit([[], ["教育"], []])
+    assert index.top_k(["教育"], 3) == [(1, pytest.approx(index.scores(["教育"])[1]))]

@@ -22,7 +22,7 @@ from indexer.build import BUILD_LOCK, build_index, compatibility, corpus_files, 
 from indexer.chunk import embedding_units
 from indexer.config import Settings
 from indexer.embed import DIM
-from indexer.index import Index
+from indexer.index import Index, IndexDamagedError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CORPUS = REPO_ROOT / "corpus"
@@ -395,3 +395,109 @@ def test_real_model_incremental_build(tmp_path: Path, seed_settings: Settings, s
             assert np.min(np.sum(a * b, axis=1)) > 0.999
     finally:
         index.close()
+
+
+def _scores_by_passage(index: Index, query: str) -> dict[tuple[str, str, int, str], float]:
+    from indexer.tokenize import Tokenizer
+
+    scores = index.bm25.scores(Tokenizer()(query))
+    return {passage_key(index, r): float(scores[r]) for r in range(index.size)}
+
+
+def test_added_file_is_a_new_segment_linked_to_the_old_ones(work: Settings) -> None:
+    before = load(work)
+    old_segment = before.path / before.segment_infos[0].name
+    before.close()
+    shutil.copyfile(CORPUS / SMALL_FILES[0], work.corpus_dir / "added.txt")
+    embedder = HashEmbedder()
+    report = build(work, embedder)
+    assert report.files_parsed == ["added.txt"] and report.rebuild_reason is None
+    index = load(work)
+    try:
+        names = [info.name for info in index.segment_infos]
+        assert len(names) == 2 and names[0] == old_segment.name
+        # The old segment is the same files (hard links), not a copy.
+        for name in ("vectors.npy", "passages.jsonl", "bm25_doc_ids.npy"):
+            assert (index.path / names[0] / name).stat().st_ino == (old_segment / name).stat().st_ino
+        added = index.segment_infos[1]
+        assert added.passages == file_passage_counts(index)["added.txt"] == report.passages_embedded
+        assert index.size == report.passages
+        assert len(embedder.passages_encoded) == added.units  # only the new file was embedded
+        assert index.faiss.ntotal == index.units
+        # Rows of the new file come last; the new file's passages and documents are readable.
+        rows = index.file_passages("added.txt")
+        assert rows == list(range(index.size - added.passages, index.size))
+        assert {index.passage(r).source_file for r in rows} == {"added.txt"}
+        doc = next(d for d in index.documents if d.source_file == "added.txt")
+        assert index.outline(doc.doc_id)["doc_id"] == doc.doc_id
+        for row in (rows[0], rows[-1]):
+            units = embedding_units(index.passage(row))
+            assert np.array_equal(index.unit_vectors(row), np.stack([HashEmbedder.vector(u) for u in units]))
+        index.verify()
+    finally:
+        index.close()
+
+
+def test_appended_index_scores_like_a_full_rebuild(work: Settings, tmp_path: Path) -> None:
+    shutil.copyfile(CORPUS / SMALL_FILES[1], work.corpus_dir / "added.txt")
+    build(work)
+    appended = load(work)
+    fresh_settings = settings_for(tmp_path / "fresh", work.corpus_dir)
+    build(fresh_settings)
+    fresh = load(fresh_settings)
+    try:
+        assert len(appended.segment_infos) == 2 and len(fresh.segment_infos) == 1
+        # BM25 statistics (document frequencies, average length) span the segments.
+        for query in ("义务教育 课后服务", "学生 体质 健康 监测", "教师 培训"):
+            assert _scores_by_passage(appended, query) == pytest.approx(_scores_by_passage(fresh, query), rel=1e-5)
+        assert unit_bytes(appended) == unit_bytes(fresh)
+    finally:
+        appended.close()
+        fresh.close()
+
+
+def test_a_changed_or_removed_file_rewrites_one_segment(work: Settings) -> None:
+    shutil.copyfile(CORPUS / SMALL_FILES[0], work.corpus_dir / "added.txt")
+    build(work)
+    assert len(load(work).segment_infos) == 2
+    (work.corpus_dir / "added.txt").unlink()
+    report = build(work)
+    assert report.files_removed == ["added.txt"] and report.passages_embedded == 0
+    index = load(work)
+    try:
+        assert len(index.segment_infos) == 1
+        assert "added.txt" not in file_passage_counts(index)
+    finally:
+        index.close()
+
+
+def test_many_segments_are_merged(work: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build_module, "MAX_SEGMENTS", 3)
+    counts = []
+    for n in range(4):
+        shutil.copyfile(CORPUS / SMALL_FILES[n % 2], work.corpus_dir / f"added-{n}.txt")
+        report = build(work)
+        assert report.files_parsed == [f"added-{n}.txt"]
+        index = load(work)
+        counts.append(len(index.segment_infos))
+        index.close()
+    assert counts == [2, 3, 1, 2]
+
+
+def test_added_file_to_a_damaged_index_is_refused_at_load(work: Settings) -> None:
+    """A damaged old segment is linked, not hidden: the new version fails its checksum too."""
+    index = load(work)
+    vectors = index.path / index.segment_infos[0].name / "vectors.npy"
+    index.close()
+    data = bytearray(vectors.read_bytes())
+    data[-8:] = b"\x00" * 8
+    vectors.write_bytes(bytes(data))
+    shutil.copyfile(CORPUS / SMALL_FILES[0], work.corpus_dir / "added.txt")
+    build(work)
+    with pytest.raises(IndexDamagedError):
+        load(work)
+    # The next full rebuild repairs it.
+    (work.corpus_dir / "added.txt").unlink()
+    report = build(work)
+    assert report.rebuild_reason and "unusable" in report.rebuild_reason
+    load(work).close()

