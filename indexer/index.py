@@ -4,7 +4,6 @@ Layout of an index directory ``DIR``::
 
     DIR/current -> v-20261122T110203-4242   (symlink, swapped atomically)
     DIR/v-…/manifest.json                    written last; sizes and checksums of the rest
-    DIR/v-…/faiss.index                      every unit vector of every segment
     DIR/v-…/background.npy                   vectors of off-corpus reference texts
     DIR/v-…/seg-…/                           a segment: some documents, never changed
         passages.jsonl, passage_offsets.npy  one passage a line, read lazily by offset
@@ -13,6 +12,7 @@ Layout of an index directory ``DIR``::
         outlines.jsonl, outline_offsets.npy  each document with its items, read lazily
         vectors.npy, unit_offsets.npy        unit vectors (whole passage, then each clause);
                                              passage i owns rows unit_offsets[i]:unit_offsets[i+1]
+        faiss.index                          its unit vectors, exact or inverted file by size
         bm25*.json|npy                       BM25 postings (indexer.bm25)
 
 Passages, units and documents are numbered across segments in order. A build
@@ -65,6 +65,7 @@ SEGMENT_FILES = (
     "outline_offsets.npy",
     "vectors.npy",
     "unit_offsets.npy",
+    "faiss.index",
     *Postings.FILES,
 )
 
@@ -148,17 +149,6 @@ def make_faiss_index(vectors: np.ndarray):  # type: ignore[no-untyped-def]
     return index
 
 
-def extend_faiss_index(index, old_units: int, new_vectors: np.ndarray, all_vectors):  # type: ignore[no-untyped-def]
-    """``index`` (of ``old_units`` vectors) with ``new_vectors`` added; a new
-    index of the right type when the total crosses EXACT_SEARCH_MAX.
-    ``all_vectors()`` gives every vector, old then new, for that case."""
-    if faiss_kind(old_units) != faiss_kind(old_units + new_vectors.shape[0]):
-        return make_faiss_index(all_vectors())
-    if new_vectors.shape[0]:
-        index.add(np.ascontiguousarray(new_vectors, dtype=np.float32))
-    return index
-
-
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -194,6 +184,8 @@ def write_segment(
     bm25_params: dict[str, float | str],
 ) -> SegmentInfo:
     """Write one segment. ``passages`` are grouped by document, in the order of ``documents``."""
+    import faiss
+
     if len(unit_counts) != len(passages) or vectors.shape[0] != int(unit_counts.sum()):
         raise ValueError(f"vectors {vectors.shape} do not match the units of {len(passages)} passages")
     if postings.n_docs != len(passages):
@@ -226,6 +218,7 @@ def write_segment(
     np.save(directory / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
     np.save(directory / "unit_offsets.npy", np.concatenate([[0], np.cumsum(unit_counts)]).astype(np.int64))
     postings.save(directory, bm25_params)
+    faiss.write_index(make_faiss_index(vectors), str(directory / "faiss.index"))
     for path in directory.iterdir():
         with path.open("rb") as handle:
             os.fsync(handle.fileno())
@@ -252,8 +245,6 @@ def write_index(
     ``passages`` must be grouped by document in the order of ``documents``;
     ``files`` maps each source file to its content hash and document ids.
     """
-    import faiss
-
     if len(bm25.segments) != 1:
         raise ValueError("write_index takes a one-segment BM25 (BM25.fit)")
     if vectors.ndim != 2 or vectors.shape[1] != compat.dim:
@@ -261,7 +252,6 @@ def write_index(
     tmp = _new_tmp(index_dir)
     segment = write_segment(tmp / f"seg-{_stamp()}", documents, passages, vectors, unit_counts,
                             bm25.segments[0], bm25.params)
-    faiss.write_index(make_faiss_index(vectors), str(tmp / "faiss.index"))
     return _publish(index_dir, tmp, [segment], {}, compat, files, background)
 
 
@@ -277,8 +267,6 @@ def append_index(
 ) -> Path:
     """A new version: the segments of ``previous`` (hard-linked, not copied)
     plus one new segment of these documents. Returns its path."""
-    import faiss
-
     index_dir = previous.path.parent
     tmp = _new_tmp(index_dir)
     inherited = {}
@@ -297,13 +285,6 @@ def append_index(
             )
         )
 
-    def every_vector() -> np.ndarray:
-        return np.concatenate([previous.vectors_at(np.arange(previous.units)), vectors])
-
-    old_faiss = faiss.read_index(str(previous.path / "faiss.index"))
-    faiss.write_index(
-        extend_faiss_index(old_faiss, previous.units, vectors, every_vector), str(tmp / "faiss.index")
-    )
     segments = [*previous.segment_infos, *added]
     return _publish(index_dir, tmp, segments, inherited, previous.compatibility, files, background)
 
@@ -344,7 +325,7 @@ def _publish(
         "units": units,
         "documents": sum(s.documents for s in segments),
         "segments": [asdict(s) for s in segments],
-        "faiss": faiss_kind(units),
+        "faiss": [faiss_kind(s.units) for s in segments],
         "files": files,
         "background_sha256": background_sha,
         "sizes": {name: (tmp / name).stat().st_size for name in names},
@@ -435,11 +416,31 @@ class Segment:
         self._vectors = open(path / "vectors.npy", "rb")  # noqa: SIM115 - held for reads
         self.vectors_shape, self._vectors_at = _npy_layout(self._vectors, np.float32)
         self._passages = open(path / "passages.jsonl", "rb")  # noqa: SIM115 - held for lazy reads
+        self._faiss = None
         self._outlines = open(path / "outlines.jsonl", "rb")  # noqa: SIM115 - held for lazy reads
 
     @property
     def size(self) -> int:
         return int(self.passage_offsets.shape[0] - 1)
+
+    @property
+    def units(self) -> int:
+        return self.vectors_shape[0]
+
+    @property
+    def faiss(self):  # type: ignore[no-untyped-def]
+        if self._faiss is None:
+            import faiss
+
+            # Memory-mapped: pages are shared by every worker process serving this version.
+            flat = faiss_kind(self.units) == "flat-ip"
+            flags = faiss.IO_FLAG_READ_ONLY | (faiss.IO_FLAG_MMAP_IFC if flat else faiss.IO_FLAG_MMAP)
+            index = faiss.read_index(str(self.path / "faiss.index"), flags)
+            if not flat:
+                ivf = faiss.extract_index_ivf(index)
+                ivf.nprobe = max(1, int(ivf.nlist * IVF_PROBE_FRACTION))
+            self._faiss = index
+        return self._faiss
 
     @staticmethod
     def _line(handle, offsets: np.ndarray, n: int) -> bytes:  # type: ignore[no-untyped-def]
@@ -500,7 +501,6 @@ class Index:
         self.bm25 = BM25.load_segments([s.path for s in self.segments])
         # Vectors of reference texts on topics outside the corpus (answerability).
         self.background = np.load(path / "background.npy")
-        self._faiss = None
         self._cache: dict[int, Passage] = {}
 
     @classmethod
@@ -559,21 +559,6 @@ class Index:
     def built_at(self) -> str:
         return str(self.manifest["built_at"])
 
-    @property
-    def faiss(self):  # type: ignore[no-untyped-def]
-        if self._faiss is None:
-            import faiss
-
-            # Memory-mapped: pages are shared by every worker process serving this version.
-            flat = self.manifest["faiss"] == "flat-ip"
-            flags = faiss.IO_FLAG_READ_ONLY | (faiss.IO_FLAG_MMAP_IFC if flat else faiss.IO_FLAG_MMAP)
-            index = faiss.read_index(str(self.path / "faiss.index"), flags)
-            if not flat:
-                ivf = faiss.extract_index_ivf(index)
-                ivf.nprobe = max(1, int(ivf.nlist * IVF_PROBE_FRACTION))
-            self._faiss = index
-        return self._faiss
-
     def _locate(self, row: int) -> tuple[Segment, int]:
         if not 0 <= row < self.size:
             raise KeyError(row)
@@ -629,14 +614,26 @@ class Index:
             segment.close()
 
 
+# Files this process has already checked: (device, inode, size, mtime) ->
+# checksum. A new version hard-links the segments it keeps, so loading it
+# re-hashes only its new files (seconds, not minutes, at a million passages).
+_verified: dict[tuple[int, int, int, int], str] = {}
+
+
 def _check_files(version: Path, manifest: dict, checksums: bool) -> None:  # type: ignore[type-arg]
     sizes = manifest.get("sizes", {})
     for name, expected in manifest["checksums"].items():
         file = version / name
         if not file.is_file():
             raise IndexDamagedError(f"index file {file} is missing: run `plansearch index --rebuild`")
-        if file.stat().st_size != sizes.get(name) or (checksums and sha256_file(file) != expected):
+        stat = file.stat()
+        if stat.st_size != sizes.get(name):
             raise IndexDamagedError(f"index file {file} is damaged: run `plansearch index --rebuild`")
+        key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if checksums and _verified.get(key) != expected:
+            if sha256_file(file) != expected:
+                raise IndexDamagedError(f"index file {file} is damaged: run `plansearch index --rebuild`")
+            _verified[key] = expected
 
 
 def check_manifest(manifest: dict, compat: Compatibility | None, where: Path) -> None:  # type: ignore[type-arg]

@@ -48,24 +48,41 @@ class DenseRetriever:
         return [(int(candidates[i]), float(scores[i])) for i in order]
 
     def _nearest(self, query: np.ndarray, k: int, rows: np.ndarray | None) -> np.ndarray:
-        """Passages owning the FAISS-nearest units (within ``rows`` if given)."""
+        """Passages owning the FAISS-nearest units (within ``rows`` if given), over every segment."""
         import faiss
 
         index = self.index
         depth = min(k * self.units_per_result, index.units)
-        params = None
-        if rows is not None:
-            unit_ids = np.flatnonzero(np.isin(index.unit_passage, rows)).astype(np.int64)
-            depth = min(depth, int(unit_ids.size))
-            selector = faiss.IDSelectorBatch(unit_ids)
-            ivf = faiss.try_extract_index_ivf(index.faiss)
-            params = (
-                faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe)
-                if ivf is not None
-                else faiss.SearchParameters(sel=selector)
-            )
-        _scores, units = index.faiss.search(query.reshape(1, -1), depth, params=params)
-        return np.unique(index.unit_passage[units[0][units[0] >= 0]])
+        allowed_units = None if rows is None else np.flatnonzero(np.isin(index.unit_passage, rows))
+        found_scores: list[np.ndarray] = []
+        found_units: list[np.ndarray] = []
+        for n, segment in enumerate(index.segments):
+            base = int(index.unit_start[n])
+            params = None
+            segment_depth = min(depth, segment.units)
+            if allowed_units is not None:
+                local = allowed_units[(allowed_units >= base) & (allowed_units < base + segment.units)] - base
+                if local.size == 0:
+                    continue
+                segment_depth = min(segment_depth, int(local.size))
+                selector = faiss.IDSelectorBatch(local.astype(np.int64))
+                ivf = faiss.try_extract_index_ivf(segment.faiss)
+                params = (
+                    faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe)
+                    if ivf is not None
+                    else faiss.SearchParameters(sel=selector)
+                )
+            if segment_depth <= 0:
+                continue
+            scores, units = segment.faiss.search(query.reshape(1, -1), segment_depth, params=params)
+            keep = units[0] >= 0
+            found_scores.append(scores[0][keep])
+            found_units.append(units[0][keep] + base)
+        if not found_units:
+            return np.zeros(0, dtype=np.int64)
+        scores, units = np.concatenate(found_scores), np.concatenate(found_units)
+        best = units[np.argsort(-scores, kind="stable")[:depth]]
+        return np.unique(index.unit_passage[best])
 
     def score_passages(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
         """The exact score of each passage row (see the class docstring)."""

@@ -417,13 +417,13 @@ def test_added_file_is_a_new_segment_linked_to_the_old_ones(work: Settings) -> N
         names = [info.name for info in index.segment_infos]
         assert len(names) == 2 and names[0] == old_segment.name
         # The old segment is the same files (hard links), not a copy.
-        for name in ("vectors.npy", "passages.jsonl", "bm25_doc_ids.npy"):
+        for name in ("vectors.npy", "passages.jsonl", "bm25_doc_ids.npy", "faiss.index"):
             assert (index.path / names[0] / name).stat().st_ino == (old_segment / name).stat().st_ino
         added = index.segment_infos[1]
         assert added.passages == file_passage_counts(index)["added.txt"] == report.passages_embedded
         assert index.size == report.passages
         assert len(embedder.passages_encoded) == added.units  # only the new file was embedded
-        assert index.faiss.ntotal == index.units
+        assert [segment.faiss.ntotal for segment in index.segments] == [info.units for info in index.segment_infos]
         # Rows of the new file come last; the new file's passages and documents are readable.
         rows = index.file_passages("added.txt")
         assert rows == list(range(index.size - added.passages, index.size))
@@ -501,3 +501,30 @@ def test_added_file_to_a_damaged_index_is_refused_at_load(work: Settings) -> Non
     report = build(work)
     assert report.rebuild_reason and "unusable" in report.rebuild_reason
     load(work).close()
+
+
+def test_dense_search_spans_the_segments(work: Settings, tmp_path: Path) -> None:
+    from search.retrieve import DenseRetriever
+
+    shutil.copyfile(CORPUS / SMALL_FILES[1], work.corpus_dir / "added.txt")
+    build(work)
+    appended = load(work)
+    fresh_settings = settings_for(tmp_path / "fresh", work.corpus_dir)
+    build(fresh_settings)
+    fresh = load(fresh_settings)
+    try:
+        added_rows = set(appended.file_passages("added.txt"))
+        for text in ("义务教育 课后服务", "学生 体质 健康 监测", "教师 培训", "学前教育"):
+            query = HashEmbedder.vector("q " + text)
+            ours = [(passage_key(appended, r), s) for r, s in DenseRetriever(appended).search(query, 10)]
+            theirs = [(passage_key(fresh, r), s) for r, s in DenseRetriever(fresh).search(query, 10)]
+            assert [key for key, _ in ours] == [key for key, _ in theirs]
+            assert [s for _, s in ours] == pytest.approx([s for _, s in theirs])
+        # A passage of the new file is found by its own vector in the new segment (tied with
+        # the identical passage of the file it was copied from).
+        row = max(added_rows)
+        own = appended.unit_vectors(row)[0]
+        assert row in [r for r, _ in DenseRetriever(appended).search(own, 2)]
+    finally:
+        appended.close()
+        fresh.close()

