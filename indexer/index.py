@@ -439,6 +439,9 @@ class Segment:
             if not flat:
                 ivf = faiss.extract_index_ivf(index)
                 ivf.nprobe = max(1, int(ivf.nlist * IVF_PROBE_FRACTION))
+                # Probed lists are scanned in parallel: a single query uses every
+                # core (105 -> 65 ms at 3M units on 2 cores).
+                ivf.parallel_mode = 1
             self._faiss = index
         return self._faiss
 
@@ -450,8 +453,14 @@ class Segment:
     def unit_rows(self, start: int, end: int) -> np.ndarray:
         """Unit vectors ``start:end`` of this segment."""
         dim = self.vectors_shape[1]
-        data = os.pread(self._vectors.fileno(), (end - start) * dim * 4, self._vectors_at + start * dim * 4)
-        return np.frombuffer(data, dtype=np.float32).reshape(end - start, dim)
+        out = np.empty((end - start, dim), dtype=np.float32)
+        view, offset, done = memoryview(out).cast("B"), self._vectors_at + start * dim * 4, 0
+        while done < len(view):  # one pread returns at most ~2 GB
+            read = os.preadv(self._vectors.fileno(), [view[done:]], offset + done)
+            if read <= 0:
+                raise OSError(f"{self.path / 'vectors.npy'} ended early")
+            done += read
+        return out
 
     def passage_line(self, row: int) -> bytes:
         return self._line(self._passages, self.passage_offsets, row)
