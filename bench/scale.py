@@ -119,15 +119,29 @@ def synthetic_vectors(
     A clause's vector is its seed clause's, mixed with a random share (0-60%)
     of another seed clause and noise, so passages spread between the seed
     topics instead of sitting on ~1,000 points; the whole-text vector is the
-    mean of its clauses' (plus noise), as for a real passage."""
-    clause_rows = clause_vectors[picks] + rng.uniform(0, 0.6, size=(len(picks), 1)).astype(np.float32) * (
-        clause_vectors[rng.integers(0, len(clause_vectors), size=len(picks))]
-    )
-    clause_rows = _noisy(clause_rows, rng)
+    mean of its clauses' (plus noise), as for a real passage. Noise rows come
+    from a pool (drawing 2 billion normals would dominate the benchmark)."""
+    dim = clause_vectors.shape[1]
+    pool = rng.standard_normal((1 << 17, dim), dtype=np.float32) * NOISE
+
+    def noise(n: int) -> np.ndarray:
+        return pool[rng.integers(0, len(pool), size=n)]
+
+    clause_rows = np.empty((len(picks), dim), dtype=np.float32)
+    for lo in range(0, len(picks), 1 << 18):
+        hi = min(lo + (1 << 18), len(picks))
+        share = rng.uniform(0, 0.6, size=(hi - lo, 1)).astype(np.float32)
+        other = clause_vectors[rng.integers(0, len(clause_vectors), size=hi - lo)]
+        clause_rows[lo:hi] = _normalise(clause_vectors[picks[lo:hi]] + share * other + noise(hi - lo))
+    # Sum of each passage's clauses (1-3 of them) without reduceat: the k-th clause of each passage.
     starts = np.concatenate([[0], np.cumsum(n_clauses)[:-1]])
-    whole = _noisy(_normalise(np.add.reduceat(clause_rows, starts, axis=0)), rng)
+    whole = clause_rows[starts].copy()
+    for k in (1, 2):
+        has = np.flatnonzero(n_clauses > k)
+        whole[has] += clause_rows[starts[has] + k]
+    whole = _normalise(_normalise(whole) + noise(len(whole)))
     unit_start = np.concatenate([[0], np.cumsum(n_clauses + 1)[:-1]])
-    vectors = np.empty((int((n_clauses + 1).sum()), clause_vectors.shape[1]), dtype=np.float32)
+    vectors = np.empty((int((n_clauses + 1).sum()), dim), dtype=np.float32)
     vectors[unit_start] = whole
     within = np.arange(len(picks)) - np.repeat(starts, n_clauses)
     vectors[np.repeat(unit_start, n_clauses) + 1 + within] = clause_rows
