@@ -60,7 +60,16 @@ class ApiError(Exception):
 
 
 class SearcherHolder:
-    """The current searcher, reloaded when the index version changes."""
+    """The current searcher, reloaded when the index version changes.
+
+    A new version is loaded and warmed (one query, so that FAISS and the query
+    model are in memory) beside the old one, then swapped in with one
+    assignment: a request is answered by the old searcher or by the new one,
+    never by a half-loaded one. A version that fails to load is remembered
+    and not retried until ``current`` moves again, its files change (a backup
+    restored in place) or ``load(force=True)`` (the admin reload) asks; the
+    old searcher keeps serving meanwhile.
+    """
 
     def __init__(self, settings: Settings, opener=Searcher.open) -> None:  # type: ignore[no-untyped-def]
         self.settings = settings
@@ -68,40 +77,77 @@ class SearcherHolder:
         self.searcher: Searcher | None = None
         self.version: Path | None = None
         self.error: str | None = None
+        self.failed_version: Path | None = None
+        self._failed_stamp: object = None
+        self.loads = 0  # successful loads, for the tests
         self._lock = threading.Lock()
         self._checked = 0.0
 
-    def load(self) -> None:
-        """Load the current index version; on failure keep serving the old one."""
+    def load(self, force: bool = False) -> bool:
+        """Load the current index version; on failure keep serving the old one.
+
+        Returns whether a new searcher was swapped in. Without ``force``, a
+        version that is already served (another trigger loaded it while this
+        one waited for the lock) or that failed before is not loaded again.
+        """
         with self._lock:
-            index_dir = self.settings.resolved_index_dir
-            version = current_version(index_dir)
+            version = current_version(self.settings.resolved_index_dir)
+            if not force and self.searcher is not None and version == self.version:
+                return False
+            if not force and self._same_failure(version):
+                return False
             try:
                 searcher = self.opener(self.settings)
+                searcher.search("教育", k=1)  # warm: reads FAISS, runs the query model
             except IndexUnusableError as exc:
-                self.error = str(exc)
-                log.error("%s", exc)
-                return
-            old, self.searcher = self.searcher, searcher
-            self.version, self.error = version, None
-            if old is not None:
-                old.index.close()
+                self._failed(version, str(exc))
+                return False
+            except Exception as exc:  # any failure must leave the old searcher serving
+                reason = f"index at {version} cannot be searched ({exc}): run `plansearch index --rebuild`"
+                self._failed(version, reason)
+                return False
+            # The old searcher is not closed here: requests still running on it
+            # finish with it, and its files close when its last reference goes.
+            self.searcher = searcher
+            self.version = getattr(getattr(searcher, "index", None), "path", version)
+            self.error, self.failed_version = None, None
+            self.loads += 1
+            return True
+
+    def _failed(self, version: Path | None, error: str) -> None:
+        self.error, self.failed_version, self._failed_stamp = error, version, _stamp(version)
+        if self.searcher is None:
+            log.error("%s", error)
+        else:
+            log.error("%s (still serving %s)", error, self.version.name if self.version else "the old index")
 
     def maybe_reload(self) -> None:
+        """At most every RELOAD_CHECK_SECONDS: if ``current`` moved, load the new version
+        in a background thread (this request waits only when nothing is loaded yet)."""
         now = time.monotonic()
         if now - self._checked < RELOAD_CHECK_SECONDS:
             return
         self._checked = now
-        if current_version(self.settings.resolved_index_dir) != self.version:
+        version = current_version(self.settings.resolved_index_dir)
+        if version == self.version or self._same_failure(version):
+            return
+        if self.searcher is None:
             self.load()
+        elif not self._lock.locked():
+            threading.Thread(target=self.load, name="plansearch-reload", daemon=True).start()
+
+    def _same_failure(self, version: Path | None) -> bool:
+        """The version that failed last time, unchanged since."""
+        return version is not None and version == self.failed_version and _stamp(version) == self._failed_stamp
 
     def get(self) -> Searcher:
         self.maybe_reload()
-        if self.searcher is None:
+        searcher = self.searcher
+        if searcher is None:
             raise ApiError(
                 503, "index_unavailable", f"索引不可用 / the index is not available: {self.error or 'not loaded'}"
             )
-        return self.searcher
+        return searcher
 
 
 def create_app(settings: Settings | None = None, holder: SearcherHolder | None = None) -> FastAPI:
@@ -126,18 +172,14 @@ def create_app(settings: Settings | None = None, holder: SearcherHolder | None =
         redoc_url=None,
     )
     app.state.holder = holder
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],
-            allow_methods=["GET", "POST"],
-            allow_headers=["Authorization"],
-        )
 
     @app.middleware("http")
     async def guard(request: Request, call_next):  # type: ignore[no-untyped-def]
         length = request.headers.get("content-length")
-        if length and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+        if (length and (not length.isdigit() or int(length) > MAX_BODY_BYTES)) or (
+            # A body of unknown length (chunked): counted as it arrives, never held whole.
+            not length and request.headers.get("transfer-encoding") and await _body_too_large(request)
+        ):
             response: Response = _error(413, "too_large", "请求体过大 / request body too large")
         elif (
             settings.api_token
@@ -151,6 +193,17 @@ def create_app(settings: Settings | None = None, holder: SearcherHolder | None =
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         return response
+
+    if settings.cors_origins:
+        # Added after the guard, so outside it: preflight requests (which never
+        # carry the token) are answered here, and 401/413 answers get the CORS
+        # headers too, so that a page on an allowed origin can read them.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Token"],
+        )
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -233,25 +286,31 @@ def create_app(settings: Settings | None = None, holder: SearcherHolder | None =
                 {"status": "not_ready", "reason": holder.error or "index not loaded", "model": settings.model_name},
                 status_code=503,
             )
-        return JSONResponse(
-            {
-                "status": "ok",
-                "passages": searcher.index.size,
-                "documents": len(searcher.index.documents),
-                "model": settings.model_name,
-                "index_built_at": searcher.index.built_at,
-                "index_version": searcher.index.path.name,
-            }
-        )
+        body: dict[str, object] = {
+            "status": "ok",
+            "passages": searcher.index.size,
+            "documents": len(searcher.index.documents),
+            "model": settings.model_name,
+            "index_built_at": searcher.index.built_at,
+            "index_version": searcher.index.path.name,
+        }
+        if holder.error:
+            # A newer version failed to load: still serving this one, and saying why.
+            body["reload_error"] = holder.error
+        return JSONResponse(body)
 
     @app.post("/api/admin/reload")
     def api_reload(request: Request) -> dict[str, object]:
         """Load the current index version now (needs the API token)."""
         if not settings.api_token or not _authorised(request, settings.api_token):
             raise ApiError(401, "unauthorized", "需要有效的令牌 / a valid API token is required")
-        holder.load()
+        holder.load(force=True)
         if holder.error:
-            raise ApiError(503, "index_unavailable", holder.error)
+            if holder.searcher is None:
+                raise ApiError(503, "index_unavailable", f"索引不可用 / the index is not available: {holder.error}")
+            serving = holder.version.name if holder.version else "?"
+            detail = f"重新加载失败 / reload failed, still serving {serving}: {holder.error}"
+            raise ApiError(503, "reload_failed", detail)
         return {"status": "reloaded", "index_version": holder.version.name if holder.version else None}
 
     @app.get("/", include_in_schema=False)
@@ -274,6 +333,26 @@ def swagger_ui_static() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("swagger-ui-py is not installed: run `pip install swagger-ui-py`")
     return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
+def _stamp(version: Path | None) -> object:
+    """Names, sizes and modification times of a version's files (a few stat calls)."""
+    if version is None:
+        return None
+    try:
+        return sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in version.rglob("*"))
+    except OSError:
+        return None
+
+
+async def _body_too_large(request: Request) -> bool:
+    """Read a body of unknown length up to MAX_BODY_BYTES (no endpoint uses a body)."""
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return True
+    return False
 
 
 def _authorised(request: Request, token: str) -> bool:

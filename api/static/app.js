@@ -161,7 +161,7 @@
     inflight = controller;
     let response;
     try {
-      response = await fetch(url, { headers: { Accept: "application/json" }, signal: controller.signal });
+      response = await fetch(url, { headers: apiHeaders(), signal: controller.signal });
     } catch (err) {
       if (err && err.name === "AbortError") throw err;
       throw new ApiFailure("network", 0, "");
@@ -184,9 +184,66 @@
     return body;
   }
 
+  // -- the API token ------------------------------------------------------------
+  // When the service is started with PLANSEARCH_API_TOKEN, every /api/ call needs it.
+  // The page asks for it once and keeps it for this tab only (sessionStorage, never
+  // the URL), sending it as "Authorization: Bearer …".
+  const TOKEN_KEY = "plansearch-token";
+
+  function storedToken() {
+    try {
+      return sessionStorage.getItem(TOKEN_KEY) || "";
+    } catch (err) {
+      return "";
+    }
+  }
+
+  function apiHeaders() {
+    const headers = { Accept: "application/json" };
+    const token = storedToken();
+    if (token) headers.Authorization = "Bearer " + token;
+    return headers;
+  }
+
+  function askForToken() {
+    const rejected = storedToken() !== "";
+    const input = el("input", {
+      id: "token-input",
+      className: "token-input",
+      type: "password",
+      autocomplete: "off",
+      "aria-label": "访问令牌",
+      placeholder: "访问令牌",
+    });
+    const form = el(
+      "form",
+      { id: "token-form", className: "token-form" },
+      el("strong", { text: rejected ? "访问令牌无效，请重新输入。" : "此检索服务需要访问令牌，请输入。" }),
+      el("span", { className: "token-row" }, input, el("button", { type: "submit", className: "token-button", text: "确定" })),
+    );
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const value = input.value.trim();
+      if (!value) return;
+      try {
+        sessionStorage.setItem(TOKEN_KEY, value);
+      } catch (err) {
+        /* storage disabled: the token is lost on reload */
+      }
+      cache.clear();
+      setMessage(null);
+      loadDocuments();
+      route();
+    });
+    setMessage("error", form);
+    input.focus();
+  }
+
   function showFailure(err) {
     if (err && err.name === "AbortError") return;
-    if (err instanceof ApiFailure && err.kind === "http") {
+    if (err instanceof ApiFailure && err.kind === "http" && err.status === 401) {
+      askForToken();
+    } else if (err instanceof ApiFailure && err.kind === "http") {
       setMessage(
         "error",
         el("strong", { text: "检索服务返回了错误（HTTP " + err.status + "）" }),
@@ -533,16 +590,20 @@
   async function loadDocuments() {
     let data;
     try {
-      data = await fetch("/api/documents", { headers: { Accept: "application/json" } }).then((r) => {
+      data = await fetch("/api/documents", { headers: apiHeaders() }).then((r) => {
+        if (r.status === 401) throw new ApiFailure("http", 401, "");
         if (!r.ok) throw new Error("HTTP " + r.status);
         return r.json();
       });
     } catch (err) {
       ui.docFilter.disabled = true;
       ui.yearFilter.disabled = true;
-      if (!ui.homeView.hidden) showFailure(new ApiFailure("network", 0, ""));
+      if (err instanceof ApiFailure && err.status === 401) askForToken();
+      else if (!ui.homeView.hidden) showFailure(new ApiFailure("network", 0, ""));
       return;
     }
+    ui.docFilter.disabled = false;
+    ui.yearFilter.disabled = false;
     const docs = data.documents || [];
     const years = new Set();
     let passages = 0;

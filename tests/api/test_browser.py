@@ -439,3 +439,55 @@ def test_api_docs_page_works_offline(server: str, page: tuple[Page, Watch]) -> N
     assert all(url.startswith(server) for url in requested), [u for u in requested if not u.startswith(server)]
     shot(pg, "api-docs.png")
     watch.assert_clean()
+
+
+# -- a token-protected service --------------------------------------------------------
+PAGE_TOKEN = "page-t0ken-123"
+
+
+@pytest.fixture(scope="module")
+def token_server(evil_settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    from bench.load import serve, server_env
+
+    home = tmp_path_factory.mktemp("serve-token")
+    env = server_env(home, evil_settings.corpus_dir, evil_settings.resolved_model_dir, token=PAGE_TOKEN)
+    with serve(evil_settings.resolved_index_dir, env, home / "serve.log") as served:
+        yield served.base
+
+
+def test_page_asks_for_the_token_once_per_tab(token_server: str, page: tuple[Page, Watch]) -> None:
+    pg, watch = page
+    pg.goto(token_server + "/")
+    form = pg.locator("#token-form")
+    expect(form).to_contain_text("需要访问令牌")
+    expect(pg.locator("#token-input")).to_be_focused()
+    assert pg.locator("#token-input").get_attribute("type") == "password"
+
+    pg.locator("#token-input").fill("wrong-token")
+    pg.locator("#token-input").press("Enter")
+    expect(form).to_contain_text("访问令牌无效")
+
+    pg.locator("#token-input").fill(PAGE_TOKEN)
+    pg.locator(".token-button").click()
+    expect(pg.locator("#corpus-stats")).to_contain_text("已收录 7 份文件")
+    expect(pg.locator("#token-form")).to_have_count(0)
+    search(pg, QUESTION)
+    expect(pg.locator(".answer-card .answer-text")).to_contain_text("91%")
+    assert PAGE_TOKEN not in pg.url
+    shot(pg, "page-token.png")
+
+    # Kept for the tab: a reload does not ask again. A new tab (another session) does.
+    pg.reload()
+    expect(pg.locator(".answer-card .answer-text")).to_contain_text("91%")
+    expect(pg.locator("#token-form")).to_have_count(0)
+    other = pg.context.browser.new_context(locale="zh-CN").new_page()  # type: ignore[union-attr]
+    try:
+        other.goto(token_server + "/")
+        expect(other.locator("#token-form")).to_be_visible()
+    finally:
+        other.context.close()
+
+    assert watch.errors == [] and watch.dialogs == [] and watch.csp_violations() == []
+    # The only console noise allowed is the browser logging the refused (401) requests.
+    unexpected = [m for m in watch.console if "Failed to load resource" not in m]
+    assert unexpected == [], unexpected

