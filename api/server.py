@@ -30,6 +30,10 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
     if workers > 1:
         # Workers are separate processes: they read the settings from the environment.
         os.environ["PLANSEARCH_INDEX_DIR"] = str(settings.resolved_index_dir)
+        # Each worker's FAISS/BLAS would start one OpenMP thread per core: N workers'
+        # spinning thread teams on the same cores make searches ~10x slower. Share the
+        # cores out instead (unless the operator chose a number).
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
         uvicorn.run("api.server:app_factory", factory=True, host=host, port=port, workers=workers, log_level="warning")
         return
     from api.app import create_app

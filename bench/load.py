@@ -214,6 +214,15 @@ def index_refs(pid: int, index_dir: Path) -> dict[str, int]:
     return refs
 
 
+def omp_threads(pid: int) -> str:
+    """The OMP_NUM_THREADS a process was started with ("" if none)."""
+    with contextlib.suppress(OSError):
+        for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            if entry.startswith(b"OMP_NUM_THREADS="):
+                return entry.split(b"=", 1)[1].decode()
+    return ""
+
+
 def passages_handles(refs: dict[str, int]) -> int:
     """How many times a process has the passages file open or mapped (once per loaded index)."""
     return sum(count for name, count in refs.items() if name.endswith("/passages.jsonl"))
@@ -341,6 +350,7 @@ class LoadResult:
     workers_at_end: list[int] = field(default_factory=list)
     worker_index_refs_at_start: dict[int, dict[str, int]] = field(default_factory=dict)
     worker_index_refs: dict[int, dict[str, int]] = field(default_factory=dict)  # at the end
+    worker_omp_threads: dict[int, str] = field(default_factory=dict)  # OMP_NUM_THREADS of each worker
     max_rss_growth: float = 0.10
     reindex: ReindexResult | None = None
 
@@ -396,7 +406,8 @@ class LoadResult:
                     k.rsplit("/", 1)[-1] + (f" x{v}" if v > 1 else "") for k, v in refs.items() if k.startswith(how)
                 )
                 held.append(f"{how}: {', '.join(names) or '-'}")
-            lines.append(f"  worker {pid}: index files {'; '.join(held)}")
+            omp = self.worker_omp_threads.get(pid) or "unset"
+            lines.append(f"  worker {pid} (OMP_NUM_THREADS {omp}): index files {'; '.join(held)}")
         if not self.workers_ok:
             lines.append(
                 f"  workers FAILED: expected {self.workers} with the index loaded once each, "
@@ -624,6 +635,7 @@ def run_load(
         served = stack.enter_context(serve(index_dir, env, workdir / "serve.log", workers=workers))
         result.worker_pids = sorted(served.workers())
         result.worker_index_refs_at_start = {pid: index_refs(pid, index_dir) for pid in result.worker_pids}
+        result.worker_omp_threads = {pid: omp_threads(pid) for pid in result.worker_pids}
         say(f"bench.load: serving {index_dir} at {served.base} with {len(result.worker_pids)} worker(s)")
 
         load = Load(

@@ -10,6 +10,7 @@ docs/operations.md): timing and memory targets are benchmarks, not unit tests.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,10 @@ def test_two_workers_each_load_the_index_once(seed_index: Path, model_dir: Path,
         assert passages_handles(refs) == 1, refs
         assert all(count == 1 for name, count in refs.items() if name.startswith("open ")), refs
     assert result.workers_ok
+    # Each worker's OpenMP (FAISS) threads get their share of the cores, not all of them.
+    if "OMP_NUM_THREADS" not in os.environ:
+        share = str(max(1, (os.cpu_count() or 1) // 2))
+        assert set(result.worker_omp_threads.values()) == {share}, result.worker_omp_threads
 
 
 @pytest.mark.parametrize("growth", [0.05, 0.5])
