@@ -26,10 +26,11 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.schema import AskOut, ErrorOut, SearchOut, ask_payload, search_payload, validate_query
+from api.schema import AskOut, ErrorOut, SearchOut, ask_payload, search_payload
 from indexer.config import Settings
 from indexer.index import IndexUnusableError, current_version
 from search.engine import Searcher
+from search.query import validate_query
 from search.types import Filters
 
 STATIC = Path(__file__).with_name("static")
@@ -98,7 +99,7 @@ class SearcherHolder:
                 return False
             try:
                 searcher = self.opener(self.settings)
-                searcher.search("教育", k=1)  # warm: reads FAISS, runs the query model
+                searcher.warm_up()
             except IndexUnusableError as exc:
                 self._failed(version, str(exc))
                 return False

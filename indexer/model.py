@@ -78,6 +78,9 @@ _REQUIRED_FILES = (
     "1_Pooling/config.json",
     "onnx/model_fp32.onnx",
     "onnx/model_int8.onnx",
+    "onnx/pieces.txt",
+    "onnx/piece_scores.npy",
+    "onnx/tokenizer_base.json",
 )
 
 QK = 32  # weights per q4 block (e5.c: QK)
@@ -659,9 +662,10 @@ def _convert(source: Path, sha: str, dest: Path) -> None:
     os.chmod(dest / "model.safetensors", (dest / "config.json").stat().st_mode & 0o777)
     tokenizer = _build_tokenizer(f)
     tokenizer.save(str(dest / "tokenizer.json"))
-    from indexer import onnx_graph
+    from indexer import onnx_graph, pieces
 
     onnx_graph.write_models(f, tokenizer, dest)
+    pieces.write_files(json.loads(tokenizer.to_str()), dest)
     _write_json(dest / "tokenizer_config.json", _tokenizer_config(f))
     _write_json(dest / "special_tokens_map.json", _special_pieces(f))
     _write_json(

@@ -102,7 +102,7 @@ class Searcher:
         """Load the index and the query embedder named by the settings."""
         settings = settings or Settings.from_env()
         index = Index.load(settings.resolved_index_dir, compatibility(settings))
-        embedder = make_embedder(settings.query_runtime, settings.resolved_model_dir)
+        embedder = make_embedder(settings.query_embedder, settings.resolved_model_dir)
         return cls(index, embedder, settings, mode=mode)
 
     # -- filters ---------------------------------------------------------
@@ -176,6 +176,12 @@ class Searcher:
         return float(scores.mean())
 
     # -- public API -------------------------------------------------------
+    def warm_up(self) -> None:
+        """Before serving many queries: load what one query alone would not
+        (the embedder's whole vocabulary), and read FAISS and jieba once."""
+        self.embedder.warm_up()
+        self.search("教育", k=1)
+
     def search(self, raw: str, k: int | None = None, filters: Filters | None = None) -> SearchResult:
         started = time.perf_counter()
         query = parse_query(raw, self.tokenizer)

@@ -153,6 +153,7 @@ def _first_hit(hits: list[Hit], gold: tuple[GoldPassage, ...]) -> tuple[int | No
 
 
 def evaluate(searcher: Searcher, queries: list[GoldQuery], mode: str = "hybrid") -> Report:
+    searcher.warm_up()  # latencies of a served query, not of first loads
     outcomes: list[QueryOutcome] = []
     for gq in queries:
         started = time.perf_counter()

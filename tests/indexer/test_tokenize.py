@@ -112,3 +112,56 @@ def test_tokens_are_deterministic_across_threads(tokenizer: Tokenizer) -> None:
     for thread in threads:
         thread.join()
     assert results == [expected] * 4
+
+
+# -- jieba's word table, cached as a pickle -------------------------------------------------------
+SAMPLE = "全面落实控辍保学措施，推进县管校聘改革，学前三年毛入园率达到91%以上。Smart campus 建设"
+
+
+def _fresh_jieba(monkeypatch: pytest.MonkeyPatch, home) -> Tokenizer:  # type: ignore[no-untyped-def]
+    """A Tokenizer whose jieba is loaded anew, with PLANSEARCH_HOME at ``home``."""
+    from indexer import tokenize
+
+    monkeypatch.setenv("PLANSEARCH_HOME", str(home))
+    monkeypatch.setattr(tokenize, "_jieba_tokenizer", None)
+    return Tokenizer()
+
+
+def test_word_table_cache_gives_the_same_tokens(monkeypatch: pytest.MonkeyPatch, tmp_path, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    from indexer import tokenize
+
+    expected = tokenizer(SAMPLE)
+    first = _fresh_jieba(monkeypatch, tmp_path)
+    assert first(SAMPLE) == expected
+    cached = list((tmp_path / "cache").glob("jieba-*.pickle"))
+    assert len(cached) == 1
+    second = _fresh_jieba(monkeypatch, tmp_path)  # now read from the cache
+    assert second(SAMPLE) == expected
+    assert tokenize._jieba().FREQ["控辍保学"] == 20  # the plan-term dictionary is in the cached table
+
+
+def test_a_damaged_or_hostile_cache_is_ignored(monkeypatch: pytest.MonkeyPatch, tmp_path, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import pickle
+
+    from indexer import tokenize
+
+    _fresh_jieba(monkeypatch, tmp_path)(SAMPLE)
+    (path,) = (tmp_path / "cache").glob("jieba-*.pickle")
+    marker = tmp_path / "executed"
+
+    class Hostile:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (os.mkdir, (str(marker),))
+
+    for payload in (b"not a pickle", pickle.dumps(({"a": 1}, Hostile())), pickle.dumps([1, 2]), b""):
+        path.write_bytes(payload)
+        assert tokenize._read_word_table(path) is None
+        assert _fresh_jieba(monkeypatch, tmp_path)(SAMPLE) == tokenizer(SAMPLE)
+    assert not marker.exists()
+
+
+def test_an_unwritable_home_only_skips_the_cache(monkeypatch: pytest.MonkeyPatch, tmp_path, tokenizer) -> None:  # type: ignore[no-untyped-def]
+    blocker = tmp_path / "home"
+    blocker.write_text("a file where the cache directory would go", encoding="utf-8")
+    assert _fresh_jieba(monkeypatch, blocker)(SAMPLE) == tokenizer(SAMPLE)
