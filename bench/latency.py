@@ -64,6 +64,7 @@ def in_process(settings: Settings, queries: list[str], rounds: int) -> Timings:
     from search.engine import Searcher
 
     searcher = Searcher.open(settings)
+    searcher.warm_up()  # as plansearch serve does
     for query in queries:  # warm-up: lazy loads (jieba, OpenCC, the query model), caches
         searcher.search(query)
         searcher.ask(query)
