@@ -35,7 +35,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, object] = {}
     if getattr(args, "index", None):
         overrides["index_dir"] = Path(args.index)
-    return Settings.from_env(**overrides)
+    try:
+        return Settings.from_env(**overrides)
+    except ValueError as exc:  # a PLANSEARCH_* variable that cannot be used
+        raise CliError(str(exc), code=2) from exc
 
 
 # -- output ----------------------------------------------------------------

