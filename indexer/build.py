@@ -13,10 +13,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
-import multiprocessing
-import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,7 +42,7 @@ from indexer.index import (
 from indexer.load import SUPPORTED_SUFFIXES, load_file
 from indexer.model import weights_sha256
 from indexer.structure import read_meta_sidecar, structure
-from indexer.tokenize import TOKENIZER_VERSION, Tokenizer
+from indexer.tokenize import TOKENIZER_VERSION, tokenize_in_background
 from indexer.types import Document, Item, Passage
 
 log = logging.getLogger("plansearch")
@@ -152,69 +149,6 @@ def _previous(
         return None, f"model, chunker or tokenizer changed ({str(exc).split(': run')[0]}): rebuilding everything"
     except IndexUnusableError as exc:
         return None, f"previous index unusable ({str(exc).split(': run')[0]}): rebuilding everything"
-
-
-def tokens_in_background(texts: list[str]) -> Callable[[], list[list[str]]]:
-    """BM25 tokens of ``texts``, made in a child process; call the result to wait for them.
-
-    jieba is pure Python: in a thread it would hold the GIL that the embedding
-    threads need between their calls (seed corpus: encoding 3.2 s alone, 4.1 s
-    beside jieba in a thread). A forked child starts at once; a process that
-    already runs threads starts a clean one instead (fork would copy their
-    locks). The child ends as soon as its parent does, however that ends.
-    """
-    methods = multiprocessing.get_all_start_methods()
-    forked = "fork" in methods and threading.active_count() == 1
-    context = multiprocessing.get_context(
-        "fork" if forked else "forkserver" if "forkserver" in methods else "spawn"
-    )
-    reader, writer = context.Pipe(duplex=False)
-    child = context.Process(
-        target=_tokenize_for_parent,
-        args=(texts, reader, writer, os.getpid(), forked),
-        name="bm25-tokens",
-        daemon=True,
-    )
-    child.start()
-    writer.close()
-
-    def result() -> list[list[str]]:
-        try:
-            return reader.recv()
-        except EOFError as exc:
-            child.join()
-            raise RuntimeError(f"the BM25 tokenizer process ended without a result (exit {child.exitcode})") from exc
-        finally:
-            reader.close()
-            child.join()
-
-    return result
-
-
-def _tokenize_for_parent(texts: list[str], reader, writer, parent: int, forked: bool) -> None:  # type: ignore[no-untyped-def]
-    reader.close()  # a forked child's copy: the parent's end must be the only one, so a dead parent is seen
-    tokenizer = Tokenizer()
-    tokens = []
-    for n, text in enumerate(texts):
-        if n % 1000 == 0 and not _alive(parent, forked):
-            os._exit(1)
-        tokens.append(tokenizer(text))
-    try:
-        writer.send(tokens)
-    except OSError:  # the parent is gone
-        os._exit(1)
-
-
-def _alive(parent: int, forked: bool) -> bool:
-    if forked:
-        return os.getppid() == parent  # an orphan is adopted by another process
-    try:
-        os.kill(parent, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 def _old_documents(index: Index, source_file: str) -> list[Document]:
@@ -365,7 +299,7 @@ def _build_index(
         previous.close()
 
     # BM25 tokens are made in a child process while the model loads and embeds.
-    tokens = tokens_in_background([p.embed_text for p in passages])
+    tokens = tokenize_in_background([p.embed_text for p in passages])
     new_rows = [row for row, vectors in enumerate(unit_vectors) if vectors is None]
     if new_rows or old_background is None:
         embedder = embedder or make_embedder(

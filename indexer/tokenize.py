@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import os
 import pickle
 import re
@@ -150,3 +151,66 @@ class Tokenizer:
 
     def many(self, texts: Iterable[str]) -> list[list[str]]:
         return [self(text) for text in texts]
+
+
+def tokenize_in_background(texts: list[str]) -> Callable[[], list[list[str]]]:
+    """BM25 tokens of ``texts``, made in a child process; call the result to wait for them.
+
+    jieba is pure Python: in a thread it would hold the GIL that the embedding
+    threads need between their calls (seed corpus: encoding 3.2 s alone, 4.1 s
+    beside jieba in a thread). A forked child starts at once; a process that
+    already runs threads starts a clean one instead (fork would copy their
+    locks). The child ends as soon as its parent does, however that ends.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    forked = "fork" in methods and threading.active_count() == 1
+    context = multiprocessing.get_context(
+        "fork" if forked else "forkserver" if "forkserver" in methods else "spawn"
+    )
+    reader, writer = context.Pipe(duplex=False)
+    child = context.Process(
+        target=_tokenize_for_parent,
+        args=(texts, reader, writer, os.getpid(), forked),
+        name="bm25-tokens",
+        daemon=True,
+    )
+    child.start()
+    writer.close()
+
+    def result() -> list[list[str]]:
+        try:
+            return reader.recv()
+        except EOFError as exc:
+            child.join()
+            raise RuntimeError(f"the BM25 tokenizer process ended without a result (exit {child.exitcode})") from exc
+        finally:
+            reader.close()
+            child.join()
+
+    return result
+
+
+def _tokenize_for_parent(texts: list[str], reader, writer, parent: int, forked: bool) -> None:  # type: ignore[no-untyped-def]
+    reader.close()  # a forked child's copy: the parent's end must be the only one, so a dead parent is seen
+    tokenizer = Tokenizer()
+    tokens = []
+    for n, text in enumerate(texts):
+        if n % 1000 == 0 and not _alive(parent, forked):
+            os._exit(1)
+        tokens.append(tokenizer(text))
+    try:
+        writer.send(tokens)
+    except OSError:  # the parent is gone
+        os._exit(1)
+
+
+def _alive(parent: int, forked: bool) -> bool:
+    if forked:
+        return os.getppid() == parent  # an orphan is adopted by another process
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True

@@ -555,39 +555,3 @@ def test_dense_search_spans_the_segments(work: Settings, tmp_path: Path) -> None
         appended.close()
         fresh.close()
 
-
-def test_bm25_tokens_from_the_child_process_equal_the_tokenizer() -> None:
-    from indexer.tokenize import Tokenizer
-
-    texts = ["全面落实控辍保学措施", "", "Smart campus 建设", "学前三年毛入园率达到91%以上"] * 50
-    assert build_module.tokens_in_background(texts)() == Tokenizer().many(texts)
-    assert build_module.tokens_in_background([])() == []
-
-
-ORPHAN_SCRIPT = r"""
-import os, signal, sys, time
-import multiprocessing
-from indexer.build import tokens_in_background
-tokens_in_background(["推进义务教育优质均衡发展，深化教育评价改革"] * 300000)
-time.sleep(0.5)
-print(" ".join(str(c.pid) for c in multiprocessing.active_children()), flush=True)
-os.kill(os.getpid(), signal.SIGKILL)
-"""
-
-
-def test_the_tokenizer_process_ends_when_its_parent_is_killed() -> None:
-    import os
-    import subprocess
-    import sys
-
-    done = subprocess.run([sys.executable, "-c", ORPHAN_SCRIPT], cwd=REPO_ROOT, capture_output=True, timeout=60)
-    (child,) = (int(pid) for pid in done.stdout.split())
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    os.kill(child, 9)
-    raise AssertionError("the BM25 tokenizer process outlived its killed parent")

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from indexer.tokenize import STOPWORDS, USER_DICT, Tokenizer, normalize
+from indexer.tokenize import STOPWORDS, USER_DICT, Tokenizer, normalize, tokenize_in_background
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +165,44 @@ def test_an_unwritable_home_only_skips_the_cache(monkeypatch: pytest.MonkeyPatch
     blocker = tmp_path / "home"
     blocker.write_text("a file where the cache directory would go", encoding="utf-8")
     assert _fresh_jieba(monkeypatch, blocker)(SAMPLE) == tokenizer(SAMPLE)
+
+
+# -- BM25 tokens made in a child process ---------------------------------------------------------
+
+def test_tokens_from_the_child_process_equal_the_tokenizer() -> None:
+    texts = ["全面落实控辍保学措施", "", "Smart campus 建设", "学前三年毛入园率达到91%以上"] * 50
+    assert tokenize_in_background(texts)() == Tokenizer().many(texts)
+    assert tokenize_in_background([])() == []
+
+
+ORPHAN_SCRIPT = r"""
+import os, signal, sys, time
+import multiprocessing
+from indexer.tokenize import tokenize_in_background
+tokenize_in_background(["推进义务教育优质均衡发展，深化教育评价改革"] * 300000)
+time.sleep(0.5)
+print(" ".join(str(c.pid) for c in multiprocessing.active_children()), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_tokenizer_process_ends_when_its_parent_is_killed() -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    done = subprocess.run(
+        [sys.executable, "-c", ORPHAN_SCRIPT], cwd=Path(__file__).resolve().parents[2], capture_output=True, timeout=60
+    )
+    (child,) = (int(pid) for pid in done.stdout.split())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(child, 9)
+    raise AssertionError("the BM25 tokenizer process outlived its killed parent")
