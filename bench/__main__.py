@@ -1,6 +1,6 @@
 """``python -m bench``: the whole benchmark suite in one run, one table.
 
-    python -m bench            # about 8 minutes on 2 cores; writes bench/RESULTS.md
+    python -m bench            # about 6 minutes on 2 cores; writes bench/RESULTS.md
     python -m bench --quick    # a smoke run (~1-2 min): fewer repetitions, prints only
 
 Parts, in order (each also runs alone: ``python -m bench.<part>``):
