@@ -515,12 +515,25 @@ def test_faiss_type_is_chosen_by_size() -> None:
     assert ivf_lists(1_000_000) == 1024
 
 
+def test_inverted_file_probes_at_most_its_lists(
+    seed: Index, seed_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index_module, "EXACT_SEARCH_MAX", 500)
+    big = Index.load(_rewrite(seed, tmp_path / "ivf", seed_settings), compatibility(seed_settings))
+    try:
+        ivf = faiss.extract_index_ivf(big.segments[0].faiss)
+        assert ivf.nlist == 64 < index_module.IVF_PROBES + 1 and ivf.nprobe == 64  # all of them
+    finally:
+        big.close()
+
+
 def test_inverted_file_above_the_exact_limit_finds_what_exact_search_finds(
     seed: Index, seed_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from search.retrieve import DenseRetriever
 
     monkeypatch.setattr(index_module, "EXACT_SEARCH_MAX", 500)  # the seed index has ~1,100 units
+    monkeypatch.setattr(index_module, "IVF_PROBES", 8)  # of its 64 lists, as 64 of 2,048 at 1M passages
     big = Index.load(_rewrite(seed, tmp_path / "ivf", seed_settings), compatibility(seed_settings))
     try:
         assert big.manifest["faiss"] == [faiss_kind(big.units)] == ["ivf64-sq8-ip"]
