@@ -412,8 +412,9 @@ def _npy_layout(handle, dtype) -> tuple[tuple[int, int], int]:  # type: ignore[n
 class Segment:
     """One loaded segment: its passages, documents and unit vectors, read lazily."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, faiss_kind: str) -> None:
         self.path = path
+        self.faiss_kind = faiss_kind  # as written (see faiss_kind()), whatever the limits are now
         self.passage_offsets = np.load(path / "passage_offsets.npy")
         self.passage_doc = np.load(path / "passage_doc.npy")
         self.outline_offsets = np.load(path / "outline_offsets.npy")
@@ -442,7 +443,7 @@ class Segment:
             import faiss
 
             # Memory-mapped: pages are shared by every worker process serving this version.
-            flat = faiss_kind(self.units) == "flat-ip"
+            flat = self.faiss_kind == "flat-ip"
             flags = faiss.IO_FLAG_READ_ONLY | (faiss.IO_FLAG_MMAP_IFC if flat else faiss.IO_FLAG_MMAP)
             index = faiss.read_index(str(self.path / "faiss.index"), flags)
             if not flat:
@@ -490,7 +491,9 @@ class Index:
         self.path = path
         self.manifest = manifest
         self.segment_infos = [SegmentInfo(**s) for s in manifest["segments"]]
-        self.segments = [Segment(path / info.name) for info in self.segment_infos]
+        self.segments = [
+            Segment(path / info.name, kind) for info, kind in zip(self.segment_infos, manifest["faiss"], strict=True)
+        ]
         sizes = [s.size for s in self.segments]
         # First passage row of each segment (and the total at the end).
         self.segment_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
