@@ -327,7 +327,13 @@ def run() -> None:
     interpreter's teardown, which would free the loaded model and tokenizer
     object by object (0.2-0.4 s after every index, search or ask)."""
     code = main()
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader (`| head`) has gone: nothing left to say
+        pass
+    except OSError as exc:
+        print(f"plansearch: error: cannot write the output: {exc.strerror}", file=sys.stderr)
+        code = code or 1
     sys.stderr.flush()
     os._exit(code)
 
