@@ -24,7 +24,6 @@ fp32 on this kind of machine (it is kept for queries).
 
 from __future__ import annotations
 
-import gc
 import os
 import re
 import statistics
@@ -133,8 +132,6 @@ def encode_alone(runs: list[EmbedderRun], model_dir: Path, texts: list[str]) -> 
         loaded = time.perf_counter()
         vectors[run.embedder] = embedder.encode_passages(texts)
         run.load_s, run.encode_s, run.units_encoded = loaded - started, time.perf_counter() - loaded, len(texts)
-        del embedder
-        gc.collect()
     if REFERENCE in vectors:
         for run in runs:
             run.cos_min, run.cos_mean = cosines(vectors[run.embedder], vectors[REFERENCE])

@@ -27,7 +27,7 @@ from indexer.bm25 import BM25
 from indexer.chunk import CHUNKER_VERSION, chunk, embedding_units
 from indexer.clean import clean
 from indexer.config import Settings
-from indexer.embed import DIM, Embedder, check_embedder_name, make_embedder
+from indexer.embed import DIM, Embedder, make_embedder
 from indexer.index import (
     MAX_SEGMENTS,
     Compatibility,
@@ -215,7 +215,7 @@ def _build_index(
     report = BuildReport()
     compat = compatibility(settings)
     clean_stale(index_dir)
-    embedder_name = embedder.name if embedder is not None else check_embedder_name(settings.passage_embedder)
+    embedder_name = embedder.name if embedder is not None else settings.passage_embedder  # validated by Settings
     previous, reason = _previous(index_dir, compat, rebuild, embedder_name)
     report.rebuild_reason = reason
     if reason:
